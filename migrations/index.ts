@@ -1,0 +1,28 @@
+import { Migrator, type Kysely, type Migration, type MigrationProvider } from "kysely";
+import * as eventStore from "./0001_event_store.ts";
+
+/**
+ * Every migration, in order. Listed statically (not read from the folder) so
+ * the set is checked by the compiler and identical wherever the code runs.
+ */
+export const migrations: Record<string, Migration> = {
+  "0001_event_store": eventStore,
+};
+
+const provider: MigrationProvider = { getMigrations: async () => migrations };
+
+export class MigrationFailedError extends Error {
+  override readonly name = "MigrationFailedError";
+  constructor(readonly migration: string | undefined, cause: unknown) {
+    super(`migration ${migration ?? "(unknown)"} failed: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  }
+}
+
+/** Brings the database to the latest schema; running it again changes nothing. */
+export async function migrateToLatest(db: Kysely<unknown>): Promise<string[]> {
+  const migrator = new Migrator({ db, provider, migrationTableSchema: "public" });
+  const { error, results } = await migrator.migrateToLatest();
+  const failed = results?.find((r) => r.status === "Error");
+  if (error) throw new MigrationFailedError(failed?.migrationName, error);
+  return (results ?? []).filter((r) => r.status === "Success").map((r) => r.migrationName);
+}
