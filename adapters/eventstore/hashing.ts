@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import canonicalize from "canonicalize";
+import jcs from "canonicalize";
 import type { EventMetadata } from "./port.ts";
 
 /**
@@ -9,6 +9,10 @@ import type { EventMetadata } from "./port.ts";
  * JCS (RFC 8785) gives the same bytes for the same JSON value however the
  * store orders keys or spaces, so a digest recomputed from a read row matches.
  */
+// The package is CommonJS (module.exports = fn) but its types declare an ES default export,
+// which TypeScript's NodeNext resolution reads as `.default`; at runtime the import is the function.
+const canonicalize = jcs as unknown as (input: unknown) => string | undefined;
+
 export interface HashedContent {
   readonly streamId: string;
   readonly eventId: string;

@@ -1,0 +1,90 @@
+import pg from "pg";
+
+export const APPEND_CHANNEL = "eventstore_appended";
+
+/**
+ * One LISTEN connection per store, shared by all its subscriptions. Each
+ * NOTIFY (sent by append_batch at commit) bumps `generation`; a reader that
+ * noted the generation before reading can tell whether it missed a wake-up.
+ * A lost connection is re-established, and every waiter is woken to re-read,
+ * because notifications sent while it was down are gone.
+ */
+export class AppendNotifier {
+  generation = 0;
+  private client: pg.Client | undefined;
+  private connecting: Promise<void> | undefined;
+  private readonly waiters = new Set<() => void>();
+  private closed = false;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly connectionString: string) {}
+
+  /** Resolves once LISTEN is active, so no append after it can go unnoticed. */
+  ensureListening(): Promise<void> {
+    if (this.client || this.closed) return Promise.resolve();
+    this.connecting ??= this.connect().finally(() => {
+      this.connecting = undefined;
+    });
+    return this.connecting;
+  }
+
+  /** Waits for a generation newer than `seen`, or until the timeout. */
+  waitForChange(seen: number, timeoutMs: number, abort?: { stopped: boolean; wake?: () => void }): Promise<void> {
+    if (this.generation !== seen || abort?.stopped) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.waiters.add(done);
+      if (abort) abort.wake = done;
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.reconnectTimer);
+    this.wakeAll();
+    const client = this.client;
+    this.client = undefined;
+    await client?.end().catch(() => {});
+  }
+
+  private async connect(): Promise<void> {
+    const client = new pg.Client({ connectionString: this.connectionString });
+    client.on("notification", () => this.wakeAll());
+    client.on("error", () => this.lost(client));
+    client.on("end", () => this.lost(client));
+    try {
+      await client.connect();
+      await client.query(`listen ${APPEND_CHANNEL}`);
+      this.client = client;
+    } catch {
+      await client.end().catch(() => {});
+      this.scheduleReconnect();
+    }
+    this.wakeAll();
+  }
+
+  private lost(client: pg.Client): void {
+    if (this.client !== client) return;
+    this.client = undefined;
+    this.wakeAll();
+    this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closed || this.reconnectTimer) return;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      void this.ensureListening();
+    }, 500);
+  }
+
+  private wakeAll(): void {
+    this.generation += 1;
+    for (const wake of [...this.waiters]) wake();
+  }
+}

@@ -1,0 +1,202 @@
+import type pg from "pg";
+import { v7 as uuidv7 } from "uuid";
+import { ConcurrencyError, IdempotencyError } from "../errors.ts";
+import { contentDigest, toJsonValue } from "../hashing.ts";
+import type {
+  AppendResult,
+  EventStore,
+  EventSubscription,
+  ExpectedVersion,
+  IntegrityReport,
+  LogPosition,
+  NewEvent,
+  ReadAllOptions,
+  ReadStreamOptions,
+  RecordedEvent,
+  SubscribeOptions,
+} from "../port.ts";
+import { START } from "../port.ts";
+import type { UpcasterRegistry } from "../upcasting.ts";
+import {
+  AppendBatcher,
+  EXPECT_ANY,
+  EXPECT_EXISTS,
+  EXPECT_NO_STREAM,
+  type AppendBatcherOptions,
+  type PreparedEvent,
+} from "./append-batcher.ts";
+import { AppendNotifier } from "./append-notifier.ts";
+import { sealLog, verifyLog, verifyStream, type Seal } from "./integrity.ts";
+import { EVENT_COLUMNS, toRecordedEvent, type EventRow } from "./rows.ts";
+import { createSubscription } from "./subscription.ts";
+
+export interface PostgresEventStoreOptions {
+  readonly pool: pg.Pool;
+  /** For LISTEN; defaults to the pool's own connection string. */
+  readonly connectionString?: string;
+  readonly upcasters?: UpcasterRegistry;
+  readonly batching?: AppendBatcherOptions;
+}
+
+const MAX_READ = 10_000;
+
+/** Only rows whose writing transaction is older than every open one: their order is final. */
+const FINAL_ORDER = "transaction_id < pg_snapshot_xmin(pg_current_snapshot())";
+
+export class PostgresEventStore implements EventStore {
+  private readonly pool: pg.Pool;
+  private readonly upcasters: UpcasterRegistry | undefined;
+  private readonly batcher: AppendBatcher;
+  private readonly notifier: AppendNotifier;
+
+  constructor(options: PostgresEventStoreOptions) {
+    this.pool = options.pool;
+    this.upcasters = options.upcasters;
+    this.batcher = new AppendBatcher(options.pool, options.batching);
+    const connectionString = options.connectionString ?? (options.pool.options as { connectionString?: string }).connectionString;
+    if (!connectionString) throw new Error("PostgresEventStore needs a connectionString (for LISTEN)");
+    this.notifier = new AppendNotifier(connectionString);
+  }
+
+  async append(
+    streamId: string,
+    events: readonly NewEvent[],
+    options: { expectedVersion: ExpectedVersion },
+  ): Promise<AppendResult> {
+    validateStreamId(streamId);
+    const expected = expectedCode(options.expectedVersion);
+    const prepared = events.map((event) => prepare(streamId, event));
+    const outcome = await this.batcher.submit({ streamId, expected, events: prepared });
+    switch (outcome.status) {
+      case "conflict":
+        throw new ConcurrencyError(streamId, options.expectedVersion, outcome.version ?? "no_stream");
+      case "idempotency_violation":
+        throw new IdempotencyError(streamId, prepared.map((event) => event.id));
+      case "ok":
+      case "replayed": {
+        const version = outcome.version ?? -1;
+        const first = outcome.firstPosition ?? version + 1;
+        const last = outcome.globalPositions.at(-1);
+        return {
+          streamId,
+          version,
+          replayed: outcome.status === "replayed",
+          position:
+            last === undefined || outcome.transactionId === null
+              ? START
+              : { transactionId: outcome.transactionId, globalPosition: last },
+          events: prepared.map((event, index) => ({
+            id: event.id,
+            streamPosition: first + index,
+            globalPosition: outcome.globalPositions[index]!,
+          })),
+        };
+      }
+    }
+  }
+
+  async readStream(streamId: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
+    const limit = clampLimit(options.limit, Number.MAX_SAFE_INTEGER);
+    const backward = options.direction === "backward";
+    const from = options.from ?? (backward ? Number.MAX_SAFE_INTEGER : 0);
+    const { rows } = await this.pool.query<EventRow>(
+      `select ${EVENT_COLUMNS} from eventstore.events
+        where stream_id = $1 and stream_position ${backward ? "<=" : ">="} $2
+        order by stream_position ${backward ? "desc" : "asc"} limit $3`,
+      [streamId, from, limit === Number.MAX_SAFE_INTEGER ? null : limit],
+    );
+    return rows.map((row) => toRecordedEvent(row, this.upcasters));
+  }
+
+  async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
+    const after = options.after ?? START;
+    const { rows } = await this.pool.query<EventRow>(
+      `select ${EVENT_COLUMNS} from eventstore.events
+        where (transaction_id, global_position) > ($1::text::xid8, $2::bigint) and ${FINAL_ORDER}
+        order by transaction_id, global_position limit $3`,
+      [after.transactionId.toString(), after.globalPosition.toString(), clampLimit(options.limit, 1_000)],
+    );
+    return rows.map((row) => toRecordedEvent(row, this.upcasters));
+  }
+
+  async headPosition(): Promise<LogPosition> {
+    const { rows } = await this.pool.query<{ transaction_id: string; global_position: string }>(
+      `select transaction_id::text as transaction_id, global_position from eventstore.events
+        where ${FINAL_ORDER} order by transaction_id desc, global_position desc limit 1`,
+    );
+    const row = rows[0];
+    return row ? { transactionId: BigInt(row.transaction_id), globalPosition: BigInt(row.global_position) } : START;
+  }
+
+  /** Committed events that readAll holds back until an older open transaction ends. */
+  async hasEventsBehindOpenTransaction(): Promise<boolean> {
+    const { rows } = await this.pool.query<{ blocked: boolean }>(
+      `select exists (select 1 from eventstore.events
+        where transaction_id >= pg_snapshot_xmin(pg_current_snapshot())) as blocked`,
+    );
+    return rows[0]!.blocked;
+  }
+
+  subscribe(options: SubscribeOptions = {}): EventSubscription {
+    return createSubscription(this, this.notifier, options);
+  }
+
+  verifyStream(streamId: string): Promise<IntegrityReport> {
+    return verifyStream(this.pool, streamId);
+  }
+
+  verifyAll(): Promise<IntegrityReport> {
+    return verifyLog(this.pool);
+  }
+
+  /** Anchors every event up to the readable head in a seal chained to the previous one. */
+  seal(): Promise<Seal | null> {
+    return sealLog(this.pool);
+  }
+
+  async close(): Promise<void> {
+    await this.notifier.close();
+  }
+}
+
+function prepare(streamId: string, event: NewEvent): PreparedEvent {
+  const id = event.id ?? uuidv7();
+  const schemaVersion = event.schemaVersion ?? 1;
+  const occurredAt = event.occurredAt ?? new Date();
+  const data = toJsonValue(event.data);
+  const metadata = toJsonValue({
+    correlationId: event.correlationId ?? id,
+    causationId: event.causationId ?? null,
+    actor: event.actor,
+    scope: event.scope,
+    datacenter: event.datacenter ?? null,
+  });
+  const digest = contentDigest({ streamId, eventId: id, type: event.type, schemaVersion, occurredAt, data, metadata });
+  return { id, type: event.type, schemaVersion, data, metadata, occurredAt, digest };
+}
+
+function expectedCode(expected: ExpectedVersion): bigint {
+  switch (expected) {
+    case "no_stream":
+      return EXPECT_NO_STREAM;
+    case "any":
+      return EXPECT_ANY;
+    case "exists":
+      return EXPECT_EXISTS;
+    default:
+      if (!Number.isSafeInteger(expected) || expected < 0) throw new RangeError(`expected version must be a non-negative integer, got ${expected}`);
+      return BigInt(expected);
+  }
+}
+
+function validateStreamId(streamId: string): void {
+  if (typeof streamId !== "string" || streamId.length === 0 || streamId.length > 200) {
+    throw new RangeError("stream id must be 1 to 200 characters");
+  }
+}
+
+function clampLimit(limit: number | undefined, fallback: number): number {
+  if (limit === undefined) return fallback;
+  if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`limit must be a positive integer, got ${limit}`);
+  return fallback === Number.MAX_SAFE_INTEGER ? limit : Math.min(limit, MAX_READ);
+}
