@@ -1,5 +1,6 @@
 import { Migrator, type Kysely, type Migration, type MigrationProvider } from "kysely";
 import * as eventStore from "./0001_event_store.ts";
+import * as projections from "./0002_projections.ts";
 
 /**
  * Every migration, in order. Listed statically (not read from the folder) so
@@ -7,6 +8,7 @@ import * as eventStore from "./0001_event_store.ts";
  */
 export const migrations: Record<string, Migration> = {
   "0001_event_store": eventStore,
+  "0002_projections": projections,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };
