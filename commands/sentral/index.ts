@@ -1,0 +1,1 @@
+export { executeTenancyCommand, tenancyCommands, tenancyScope, tenantHandler, type TenancyHandler } from "./tenancy.ts";
