@@ -7,7 +7,7 @@ import { CheckpointMovedError, ProjectionWaitTimeoutError, UnknownProjectionErro
 import { ProjectionRunner } from "../../../projections/runner.ts";
 import { ensureProjectionSchemas } from "../../../projections/setup.ts";
 import { probeProjection } from "./fixtures/probe.ts";
-import { appendMany, createHarness, newEvent, until, type ProjectionHarness } from "./support.ts";
+import { allReadable, appendMany, createHarness, newEvent, until, type ProjectionHarness } from "./support.ts";
 
 let h: ProjectionHarness;
 beforeAll(async () => {
@@ -75,6 +75,7 @@ describe("ProjectionRunner", () => {
       const { rows } = await sql<{ n: string }>`select count(*) as n from basic.applied where event_id = ${written.events[0]!.id}`.execute(h.db);
       expect(rows[0]!.n).toBe("1");
 
+      await allReadable(h);
       const head = await h.store.headPosition();
       await runner.waitForPosition("all", head, 20_000);
       const checkpoint = await readCheckpoint(h.db, "basic");
@@ -97,6 +98,7 @@ describe("ProjectionRunner", () => {
     await runner.setup();
     const before = await totalEvents();
     const written = await appendMany(h.store, 7, { streams: 2 });
+    await allReadable(h);
     const [status] = await runner.status();
     expect(status!.lagEvents).toBe(before + 7);
     expect(status!.lagEventsExact).toBe(true);
@@ -120,7 +122,11 @@ describe("ProjectionRunner", () => {
 
   it("rolls a failing batch back entirely, reports it, and resumes exactly once when the cause is gone", async () => {
     let poisoned = true;
-    const poisonId = (await appendMany(h.store, 10, { streams: 1 })).events[0]!.id;
+    // One append is one transaction: its events become readable together, so they land in one batch.
+    const written = await appendMany(h.store, 10, { streams: 1, perAppend: 10 });
+    const ids = written.events.map((e) => e.id);
+    const poisonId = ids.at(-1)!;
+    const firstOfBatch = { transactionId: written.position.transactionId, globalPosition: written.events[0]!.globalPosition };
     const probe = probeProjection({
       name: "flaky",
       onApplied: (event) => {
@@ -141,13 +147,14 @@ describe("ProjectionRunner", () => {
       await until(async () => (await runner.status())[0]!.state === "failed");
       const [status] = await runner.status();
       expect(status!.lastError).toBe("handler exploded");
-      // The whole batch (every event before the poison one too) was rolled back with the checkpoint.
-      expect(status!.position).toBe(formatPosition(START));
-      const { rows } = await sql<{ n: string }>`select count(*) as n from flaky.applied`.execute(h.db);
+      // The whole batch (the events before the poison one too) was rolled back with the checkpoint.
+      expect(comparePositions((await readCheckpoint(h.db, "flaky"))!.position, firstOfBatch)).toBeLessThan(0);
+      const { rows } = await sql<{ n: string }>`select count(*) as n from flaky.applied where event_id = any(${ids}::uuid[])`.execute(h.db);
       expect(rows[0]!.n).toBe("0");
       expect((await readCheckpoint(h.db, "flaky"))!.lastError).toBe("handler exploded");
 
       poisoned = false;
+      await allReadable(h);
       await runner.waitForPosition("flaky", await h.store.headPosition(), 20_000);
       await expectExactlyOnce("flaky");
       expect((await runner.status())[0]!.lastError).toBeNull();
@@ -160,6 +167,7 @@ describe("ProjectionRunner", () => {
 
   it("refuses a batch whose expected checkpoint is stale (compare-and-set) and writes nothing", async () => {
     const probe = probeProjection({ name: "cas" });
+    await allReadable(h);
     await ensureProjectionSchemas(h.db, [probe]);
     const events = await h.store.readAll({ limit: 5 });
     const first = await applyBatch(h.db, "checkpoints", probe, "cas", START, events.slice(0, 2));
@@ -187,6 +195,8 @@ describe("ProjectionRunner", () => {
       await leader.stop();
       const written = await appendMany(h.store, 25, { streams: 2 });
       await follower.waitForPosition("shared", written.position, 20_000);
+      await allReadable(h);
+      await follower.waitForPosition("shared", await h.store.headPosition(), 20_000);
       expect((await follower.status())[0]!.driving).toBe(true);
       await expectExactlyOnce("shared");
     } finally {
@@ -200,6 +210,7 @@ describe("ProjectionRunner", () => {
     const runner = new ProjectionRunner({ pool: h.pool, store: h.store, projections: [probe] });
     await runner.start();
     try {
+      await allReadable(h);
       const head = await h.store.headPosition();
       await runner.waitForPosition("picky", head, 20_000);
       expect((await readCheckpoint(h.db, "picky"))!.position).toEqual(head);
@@ -235,6 +246,7 @@ describe("ProjectionRunner", () => {
     const second = new ProjectionRunner({ pool: h.pool, store: h.store, projections: [v2] });
     await second.start();
     try {
+      await allReadable(h);
       await second.waitForPosition("versioned", await h.store.headPosition(), 30_000);
       // While the rebuild replayed, the v1 tables were served whole (not emptied, not fed by the v2 handler).
       expect(servedDuringRebuild).toBe(servedBefore);

@@ -67,3 +67,15 @@ export async function until(condition: () => Promise<boolean>, timeoutMs = 20_00
     await new Promise((resolve) => setTimeout(resolve, stepMs));
   }
 }
+
+/**
+ * readAll holds events back while any older transaction on the server is open
+ * (other test files share it); waits until every stored event is readable.
+ */
+export async function allReadable(harness: ProjectionHarness): Promise<void> {
+  await until(async () => {
+    const { rows } = await harness.pool.query<{ n: string }>("select count(*) as n from eventstore.events");
+    const readable = await harness.store.readAll({ limit: 10_000 });
+    return readable.length === Number(rows[0]!.n);
+  });
+}
