@@ -131,45 +131,53 @@ export class AppendBatcher {
     }
   }
 
-  private async execute(batch: readonly BatchedAppend[]): Promise<AppendOutcome[]> {
-    const streamIds: string[] = [];
-    const expected: string[] = [];
-    const counts: number[] = [];
-    const ids: string[] = [];
-    const types: string[] = [];
-    const versions: number[] = [];
-    const data: string[] = [];
-    const metadata: string[] = [];
-    const tenants: string[] = [];
-    const occurred: string[] = [];
-    const digests: Buffer[] = [];
-    for (const append of batch) {
-      streamIds.push(append.streamId);
-      expected.push(append.expected.toString());
-      counts.push(append.events.length);
-      for (const event of append.events) {
-        ids.push(event.id);
-        types.push(event.type);
-        versions.push(event.schemaVersion);
-        data.push(JSON.stringify(event.data));
-        metadata.push(JSON.stringify(event.metadata));
-        tenants.push(event.metadata.scope.tenantId);
-        occurred.push(event.occurredAt.toISOString());
-        digests.push(event.digest);
-      }
-    }
-    const { rows } = await this.pool.query<OutcomeRow>(APPEND_SQL, [
-      streamIds, expected, counts, ids, types, versions, data, metadata, tenants, occurred, digests,
-    ]);
-    if (rows.length !== batch.length) throw new Error(`append_batch answered ${rows.length} outcomes for ${batch.length} appends`);
-    return rows
-      .sort((a, b) => a.out_index - b.out_index)
-      .map((row) => ({
-        status: row.out_status,
-        version: row.out_version === null || row.out_version === "-1" ? null : Number(row.out_version),
-        transactionId: row.out_transaction_id === null ? null : BigInt(row.out_transaction_id),
-        globalPositions: (row.out_global_positions ?? []).map((p) => BigInt(p)),
-        firstPosition: row.out_first_position === null ? null : Number(row.out_first_position),
-      }));
+  private execute(batch: readonly BatchedAppend[]): Promise<AppendOutcome[]> {
+    return executeAppendBatch(this.pool, batch);
   }
+}
+
+/** Runs appends through eventstore.append_batch on any client: the pool, or a caller's open transaction. */
+export async function executeAppendBatch(
+  client: Pick<pg.ClientBase, "query">,
+  batch: readonly BatchedAppend[],
+): Promise<AppendOutcome[]> {
+  const streamIds: string[] = [];
+  const expected: string[] = [];
+  const counts: number[] = [];
+  const ids: string[] = [];
+  const types: string[] = [];
+  const versions: number[] = [];
+  const data: string[] = [];
+  const metadata: string[] = [];
+  const tenants: string[] = [];
+  const occurred: string[] = [];
+  const digests: Buffer[] = [];
+  for (const append of batch) {
+    streamIds.push(append.streamId);
+    expected.push(append.expected.toString());
+    counts.push(append.events.length);
+    for (const event of append.events) {
+      ids.push(event.id);
+      types.push(event.type);
+      versions.push(event.schemaVersion);
+      data.push(JSON.stringify(event.data));
+      metadata.push(JSON.stringify(event.metadata));
+      tenants.push(event.metadata.scope.tenantId);
+      occurred.push(event.occurredAt.toISOString());
+      digests.push(event.digest);
+    }
+  }
+  const { rows } = await client.query<OutcomeRow>(APPEND_SQL, [
+    streamIds, expected, counts, ids, types, versions, data, metadata, tenants, occurred, digests,
+  ]);
+  if (rows.length !== batch.length) throw new Error(`append_batch answered ${rows.length} outcomes for ${batch.length} appends`);
+  return rows
+    .sort((a, b) => a.out_index - b.out_index)
+    .map((row) => ({
+      status: row.out_status,
+      version: row.out_version === null || row.out_version === "-1" ? null : Number(row.out_version),
+      transactionId: row.out_transaction_id === null ? null : BigInt(row.out_transaction_id),
+      globalPositions: (row.out_global_positions ?? []).map((p) => BigInt(p)),
+      firstPosition: row.out_first_position === null ? null : Number(row.out_first_position),
+    }));
 }

@@ -16,13 +16,16 @@ import type {
   SubscribeOptions,
 } from "../port.ts";
 import { START } from "../port.ts";
+import { comparePositions, formatPosition } from "../position.ts";
 import type { UpcasterRegistry } from "../upcasting.ts";
 import {
   AppendBatcher,
   EXPECT_ANY,
   EXPECT_EXISTS,
   EXPECT_NO_STREAM,
+  executeAppendBatch,
   type AppendBatcherOptions,
+  type AppendOutcome,
   type PreparedEvent,
 } from "./append-batcher.ts";
 import { AppendNotifier } from "./append-notifier.ts";
@@ -67,32 +70,24 @@ export class PostgresEventStore implements EventStore {
     const expected = expectedCode(options.expectedVersion);
     const prepared = events.map((event) => prepare(streamId, event));
     const outcome = await this.batcher.submit({ streamId, expected, events: prepared });
-    switch (outcome.status) {
-      case "conflict":
-        throw new ConcurrencyError(streamId, options.expectedVersion, outcome.version ?? "no_stream");
-      case "idempotency_violation":
-        throw new IdempotencyError(streamId, prepared.map((event) => event.id));
-      case "ok":
-      case "replayed": {
-        const version = outcome.version ?? -1;
-        const first = outcome.firstPosition ?? version + 1;
-        const last = outcome.globalPositions.at(-1);
-        return {
-          streamId,
-          version,
-          replayed: outcome.status === "replayed",
-          position:
-            last === undefined || outcome.transactionId === null
-              ? START
-              : { transactionId: outcome.transactionId, globalPosition: last },
-          events: prepared.map((event, index) => ({
-            id: event.id,
-            streamPosition: first + index,
-            globalPosition: outcome.globalPositions[index]!,
-          })),
-        };
-      }
-    }
+    return toAppendResult(streamId, options.expectedVersion, prepared, outcome);
+  }
+
+  /**
+   * Appends inside the caller's open transaction, so the events commit or roll
+   * back together with the caller's other writes. Bypasses group commit.
+   */
+  async appendWithin(
+    client: pg.PoolClient | pg.Client,
+    streamId: string,
+    events: readonly NewEvent[],
+    options: { expectedVersion: ExpectedVersion },
+  ): Promise<AppendResult> {
+    validateStreamId(streamId);
+    const expected = expectedCode(options.expectedVersion);
+    const prepared = events.map((event) => prepare(streamId, event));
+    const [outcome] = await executeAppendBatch(client, [{ streamId, expected, events: prepared }]);
+    return toAppendResult(streamId, options.expectedVersion, prepared, outcome!);
   }
 
   async readStream(streamId: string, options: ReadStreamOptions = {}): Promise<RecordedEvent[]> {
@@ -128,6 +123,22 @@ export class PostgresEventStore implements EventStore {
     return row ? { transactionId: BigInt(row.transaction_id), globalPosition: BigInt(row.global_position) } : START;
   }
 
+  /**
+   * Resolves once `position` is readable through readAll and subscriptions.
+   * Any open writing transaction on the server (in any database: xids are
+   * cluster-wide) holds readability back until it ends, so this can take as
+   * long as the oldest open write transaction.
+   */
+  async waitUntilReadable(position: LogPosition, timeoutMs = 10_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let delay = 2;
+    while (comparePositions(await this.headPosition(), position) < 0) {
+      if (Date.now() > deadline) throw new Error(`position ${formatPosition(position)} not readable after ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * 2, 50);
+    }
+  }
+
   /** Committed events that readAll holds back until an older open transaction ends. */
   async hasEventsBehindOpenTransaction(): Promise<boolean> {
     const { rows } = await this.pool.query<{ blocked: boolean }>(
@@ -156,6 +167,40 @@ export class PostgresEventStore implements EventStore {
 
   async close(): Promise<void> {
     await this.notifier.close();
+  }
+}
+
+function toAppendResult(
+  streamId: string,
+  expectedVersion: ExpectedVersion,
+  prepared: readonly PreparedEvent[],
+  outcome: AppendOutcome,
+): AppendResult {
+  switch (outcome.status) {
+    case "conflict":
+      throw new ConcurrencyError(streamId, expectedVersion, outcome.version ?? "no_stream");
+    case "idempotency_violation":
+      throw new IdempotencyError(streamId, prepared.map((event) => event.id));
+    case "ok":
+    case "replayed": {
+      const version = outcome.version ?? -1;
+      const first = outcome.firstPosition ?? version + 1;
+      const last = outcome.globalPositions.at(-1);
+      return {
+        streamId,
+        version,
+        replayed: outcome.status === "replayed",
+        position:
+          last === undefined || outcome.transactionId === null
+            ? START
+            : { transactionId: outcome.transactionId, globalPosition: last },
+        events: prepared.map((event, index) => ({
+          id: event.id,
+          streamPosition: first + index,
+          globalPosition: outcome.globalPositions[index]!,
+        })),
+      };
+    }
   }
 }
 

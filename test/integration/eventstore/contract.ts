@@ -1,7 +1,7 @@
 import { v7 as uuidv7 } from "uuid";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConcurrencyError, IdempotencyError } from "../../../adapters/eventstore/errors.ts";
-import type { EventStore, NewEvent, RecordedEvent } from "../../../adapters/eventstore/port.ts";
+import type { EventStore, LogPosition, NewEvent, RecordedEvent } from "../../../adapters/eventstore/port.ts";
 import { comparePositions } from "../../../adapters/eventstore/position.ts";
 import { UpcasterRegistry } from "../../../adapters/eventstore/upcasting.ts";
 
@@ -32,6 +32,18 @@ async function collect(iterable: AsyncIterable<RecordedEvent>, count: number, fi
     if (seen.length >= count) break;
   }
   return seen;
+}
+
+/**
+ * A log may hold back just-committed events while older transactions are open
+ * (Postgres: any write transaction on the server). Reads that must see a write wait for it.
+ */
+async function untilReadable(store: EventStore, position: LogPosition, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (comparePositions(await store.headPosition(), position) < 0) {
+    if (Date.now() > deadline) throw new Error("written events did not become readable in time");
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 export function describeEventStoreContract(adapterName: string, makeHarness: () => Promise<EventStoreHarness>): void {
@@ -212,7 +224,8 @@ export function describeEventStoreContract(adapterName: string, makeHarness: () 
         const start = await store.headPosition();
         const stream = streamName("log");
         await store.append(stream, [event("A"), event("B")], { expectedVersion: "no_stream" });
-        await store.append(stream, [event("C")], { expectedVersion: 1 });
+        const last = await store.append(stream, [event("C")], { expectedVersion: 1 });
+        await untilReadable(store, last.position);
         const mine = (await store.readAll({ after: start, limit: 1000 })).filter((e) => e.streamId === stream);
         expect(mine.map((e) => e.type)).toEqual(["A", "B", "C"]);
         const rest = await store.readAll({ after: { transactionId: mine[0]!.transactionId, globalPosition: mine[0]!.globalPosition } });

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createPool } from "../../../adapters/postgres/connection.ts";
 import { PostgresEventStore } from "../../../adapters/eventstore/postgres/store.ts";
 import { ConcurrencyError } from "../../../adapters/eventstore/errors.ts";
+import type { AppendResult } from "../../../adapters/eventstore/port.ts";
 import { createTestDatabase, type TestDatabase } from "../../support/postgres.ts";
 import { describeEventStoreContract, event } from "./contract.ts";
 
@@ -85,7 +86,8 @@ describe("postgres event store: tamper evidence and group commit", () => {
   });
 
   it("detects a whole stream deleted together with its head once the log is sealed", async () => {
-    await store.append("ledger-4", [event("A"), event("B")], { expectedVersion: "no_stream" });
+    const written = await store.append("ledger-4", [event("A"), event("B")], { expectedVersion: "no_stream" });
+    await store.waitUntilReadable(written.position);
     const seal = await store.seal();
     expect(seal?.eventCount).toBeGreaterThan(0n);
     const clean = await store.verifyAll();
@@ -110,16 +112,20 @@ describe("postgres event store: tamper evidence and group commit", () => {
   it("does not let readAll pass an open transaction's events", async () => {
     const head = await store.headPosition();
     const writer = await pool.connect();
+    let written: AppendResult | undefined;
     try {
       await writer.query("begin");
       await writer.query("select pg_current_xact_id()"); // take an xid now: older than the append below
-      await store.append("late-1", [event("Second")], { expectedVersion: "no_stream" });
+      written = await store.append("late-1", [event("Second")], { expectedVersion: "no_stream" });
+      await new Promise((resolve) => setTimeout(resolve, 100));
       expect((await store.readAll({ after: head })).filter((e) => e.streamId === "late-1")).toEqual([]);
       expect(await store.hasEventsBehindOpenTransaction()).toBe(true);
     } finally {
       await writer.query("commit");
       writer.release();
     }
+    // Other test files' open transactions (xids are server-wide) may still hold it back a moment.
+    await store.waitUntilReadable(written!.position);
     expect((await store.readAll({ after: head })).map((e) => e.streamId)).toContain("late-1");
   });
 });
