@@ -81,6 +81,7 @@ interface Driver {
   lastError: string | null;
   lastErrorAt: Date | null;
   failures: number;
+  lastNoted?: unknown;
   rebuild: { progress: RebuildProgress | null; promise: Promise<RebuildResult> } | null;
   loop: Promise<void> | null;
 }
@@ -311,7 +312,8 @@ export class ProjectionRunner {
         return result;
       })
       .catch((error: unknown) => {
-        this.noteError(driver, error);
+        // Refused (someone else rebuilds) or stopped: not a failure of the projection.
+        if (!(error instanceof RebuildInProgressError) && !isAbort(error)) this.noteError(driver, error);
         throw error;
       })
       .finally(() => {
@@ -391,6 +393,12 @@ export class ProjectionRunner {
   /** The served tables were built by another definition: keep serving them unchanged and rebuild beside them. */
   private async rebuildForVersion(driver: Driver, stored: number | null): Promise<void> {
     const name = driver.projection.name;
+    if (stored !== null && stored > driver.projection.version) {
+      // A newer instance rebuilt it already (rolling deploy): never rebuild backwards.
+      throw new Error(
+        `projection ${name}: the served tables come from definition version ${stored}, newer than this code's ${driver.projection.version}; not touching them`,
+      );
+    }
     if (this.options.rebuildOnVersionChange === false) {
       throw new Error(
         `projection ${name}: tables were built by definition version ${stored ?? "unknown"}, the code is version ${driver.projection.version}; rebuild it`,
@@ -411,12 +419,15 @@ export class ProjectionRunner {
   }
 
   private recovered(driver: Driver): void {
+    driver.lastNoted = undefined;
     driver.failures = 0;
     driver.lastError = null;
     driver.lastErrorAt = null;
   }
 
   private noteError(driver: Driver, error: unknown): void {
+    if (driver.lastNoted === error) return; // a rebuild's failure reaches the loop too
+    driver.lastNoted = error;
     driver.failures += 1;
     driver.lastError = errorMessage(error);
     driver.lastErrorAt = new Date();
@@ -495,6 +506,10 @@ export class ProjectionRunner {
     }, this.options.waitPollMs ?? 50);
     this.waitPoll.unref();
   }
+}
+
+function isAbort(error: unknown): boolean {
+  return error instanceof Error && error.name === "AbortError";
 }
 
 /** A generation counter with waiters: a loop notes the generation before reading, so a bump between read and wait is not missed. */

@@ -2,7 +2,7 @@ import { sql } from "kysely";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { START } from "../../../adapters/eventstore/port.ts";
 import { comparePositions, formatPosition } from "../../../adapters/eventstore/position.ts";
-import { applyBatch, readCheckpoint } from "../../../projections/checkpoints.ts";
+import { applyBatch, readCheckpoint, readRebuild } from "../../../projections/checkpoints.ts";
 import { CheckpointMovedError, ProjectionWaitTimeoutError, UnknownProjectionError } from "../../../projections/errors.ts";
 import { ProjectionRunner } from "../../../projections/runner.ts";
 import { ensureProjectionSchemas } from "../../../projections/setup.ts";
@@ -257,6 +257,25 @@ describe("ProjectionRunner", () => {
       expect(schemas.rows.map((r) => r.nspname)).toEqual(["versioned"]);
     } finally {
       await second.stop();
+    }
+  });
+
+  it("never rebuilds backwards: an outdated instance leaves a newer definition's tables alone", async () => {
+    // "versioned" was rebuilt to version 2 by the test above.
+    const outdated = new ProjectionRunner({
+      pool: h.pool,
+      store: h.store,
+      projections: [probeProjection({ name: "versioned", version: 1 })],
+      retry: { initialMs: 50, maxMs: 100 },
+    });
+    await outdated.start();
+    try {
+      await until(async () => (await outdated.status())[0]!.state === "failed");
+      expect((await outdated.status())[0]!.lastError).toMatch(/definition version 2, newer than this code's 1/);
+      expect((await readCheckpoint(h.db, "versioned"))!.definitionVersion).toBe(2);
+      expect(await readRebuild(h.db, "versioned")).toBeUndefined();
+    } finally {
+      await outdated.stop();
     }
   });
 });
