@@ -180,8 +180,8 @@ async function digestRange(
   let count = 0n;
   let cursor = after;
   for (;;) {
-    const { rows } = await client.query<{ transaction_id: string; global_position: string; hash: Buffer }>(
-      `select transaction_id::text as transaction_id, global_position, hash from eventstore.events
+    const { rows } = await client.query<{ txid: string; global_position: string; hash: Buffer }>(
+      `select transaction_id::text as txid, global_position, hash from eventstore.events
         where (transaction_id, global_position) > ($1::text::xid8, $2::bigint)
           and (transaction_id, global_position) <= ($3::text::xid8, $4::bigint)
         order by transaction_id, global_position limit ${PAGE}`,
@@ -191,7 +191,7 @@ async function digestRange(
     count += BigInt(rows.length);
     if (rows.length < PAGE) break;
     const last = rows.at(-1)!;
-    cursor = { transactionId: BigInt(last.transaction_id), globalPosition: BigInt(last.global_position) };
+    cursor = { transactionId: BigInt(last.txid), globalPosition: BigInt(last.global_position) };
   }
   return { digest: hash.digest(), count };
 }
@@ -215,8 +215,8 @@ export async function sealLog(pool: pg.Pool): Promise<Seal | null> {
     await client.query("select pg_advisory_xact_lock(hashtext('eventstore.seal'))");
     const last = (await client.query<SealRow>(`select ${SEAL_COLUMNS} from eventstore.seals order by seal_id desc limit 1`)).rows[0];
     const head = (
-      await client.query<{ transaction_id: string; global_position: string }>(
-        `select transaction_id::text as transaction_id, global_position from eventstore.events
+      await client.query<{ txid: string; global_position: string }>(
+        `select transaction_id::text as txid, global_position from eventstore.events
           where transaction_id < pg_snapshot_xmin(pg_current_snapshot())
           order by transaction_id desc, global_position desc limit 1`,
       )
@@ -227,7 +227,7 @@ export async function sealLog(pool: pg.Pool): Promise<Seal | null> {
       await client.query("commit");
       return null;
     }
-    const through = { transactionId: BigInt(head.transaction_id), globalPosition: BigInt(head.global_position) };
+    const through = { transactionId: BigInt(head.txid), globalPosition: BigInt(head.global_position) };
     if (through.transactionId === after.transactionId && through.globalPosition === after.globalPosition) {
       await client.query("commit");
       return null;

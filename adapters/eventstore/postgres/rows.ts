@@ -1,13 +1,17 @@
 import type { EventMetadata, LogPosition, RecordedEvent } from "../port.ts";
 import type { UpcasterRegistry } from "../upcasting.ts";
 
-/** Column list every read uses; int8 and xid8 come back as text and become bigint here. */
-export const EVENT_COLUMNS = `global_position, transaction_id::text as transaction_id, event_id, stream_id,
+/**
+ * Column list every read uses; int8 and xid8 come back as text and become bigint here.
+ * The xid's text form must not be called transaction_id: ORDER BY would bind to
+ * that output alias and sort xids as text ("100" before "99").
+ */
+export const EVENT_COLUMNS = `global_position, transaction_id::text as txid, event_id, stream_id,
   stream_position, event_type, schema_version, data, metadata, occurred_at, hash`;
 
 export interface EventRow {
   global_position: string;
-  transaction_id: string;
+  txid: string;
   event_id: string;
   stream_id: string;
   stream_position: string;
@@ -30,7 +34,7 @@ export function toRecordedEvent(row: EventRow, upcasters: UpcasterRegistry | und
     streamId: row.stream_id,
     streamPosition: Number(row.stream_position),
     globalPosition: BigInt(row.global_position),
-    transactionId: BigInt(row.transaction_id),
+    transactionId: BigInt(row.txid),
     occurredAt: row.occurred_at,
     data,
     correlationId: row.metadata.correlationId,

@@ -115,12 +115,12 @@ export class PostgresEventStore implements EventStore {
   }
 
   async headPosition(): Promise<LogPosition> {
-    const { rows } = await this.pool.query<{ transaction_id: string; global_position: string }>(
-      `select transaction_id::text as transaction_id, global_position from eventstore.events
+    const { rows } = await this.pool.query<{ txid: string; global_position: string }>(
+      `select transaction_id::text as txid, global_position from eventstore.events
         where ${FINAL_ORDER} order by transaction_id desc, global_position desc limit 1`,
     );
     const row = rows[0];
-    return row ? { transactionId: BigInt(row.transaction_id), globalPosition: BigInt(row.global_position) } : START;
+    return row ? { transactionId: BigInt(row.txid), globalPosition: BigInt(row.global_position) } : START;
   }
 
   /**

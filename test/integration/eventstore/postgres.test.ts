@@ -129,3 +129,37 @@ describe("postgres event store: tamper evidence and group commit", () => {
     expect((await store.readAll({ after: head })).map((e) => e.streamId)).toContain("late-1");
   });
 });
+
+describe("postgres event store: log order is numeric in the transaction id", () => {
+  let database: TestDatabase;
+  let pool: pg.Pool;
+  let store: PostgresEventStore;
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    pool = createPool(database.url);
+    store = new PostgresEventStore({ pool });
+  });
+  afterAll(async () => {
+    await store.close();
+    await pool.end();
+    await database.drop();
+  });
+
+  it("orders transaction 9 before transaction 10 (as text, '10' sorts first)", async () => {
+    // Rows as two old transactions would have left them: xid 10 written first (lower global position), xid 9 after.
+    for (const [stream, xid] of [["xid-ten", "10"], ["xid-nine", "9"]] as const) {
+      await pool.query(
+        `insert into eventstore.events (transaction_id, event_id, stream_id, stream_position, event_type, schema_version,
+           data, metadata, tenant_id, occurred_at, content_digest, hash)
+         values ($1::xid8, gen_random_uuid(), $2, 0, 'Old', 1, '{}', $3, 't', now(), '\\x00', '\\x00')`,
+        [xid, stream, JSON.stringify({ correlationId: "c", causationId: null, actor: { kind: "system", id: "s" }, scope: { tenantId: "t" }, datacenter: null })],
+      );
+    }
+    const first = await store.readAll({ limit: 2 });
+    expect(first.map((e) => [e.streamId, e.transactionId])).toEqual([["xid-nine", 9n], ["xid-ten", 10n]]);
+    const next = await store.readAll({ after: first[0]!, limit: 1 });
+    expect(next.map((e) => e.streamId)).toEqual(["xid-ten"]);
+    expect((await store.headPosition()).transactionId).toBe(10n);
+  });
+});
