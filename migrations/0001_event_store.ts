@@ -62,119 +62,145 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     create trigger events_no_truncate before truncate on eventstore.events
     for each statement execute function eventstore.refuse_change()`.execute(db);
 
+  // Hash chain as a running aggregate: hash_n = sha256(hash_{n-1} || int8(position) || digest),
+  // starting from the stream head's hash. Used as a window function over a batch's rows.
+  await sql`
+    create function eventstore.chain_step(state bytea, head bytea, stream_position bigint, digest bytea)
+    returns bytea language sql immutable parallel safe as $$
+      select sha256(coalesce(state, head) || int8send(stream_position) || digest)
+    $$`.execute(db);
+  await sql`
+    create aggregate eventstore.hash_chain(bytea, bigint, bytea) (sfunc = eventstore.chain_step, stype = bytea)`.execute(db);
+
   /*
    * Appends a batch of independent appends in one transaction (group commit).
    * Each append is checked on its own: a conflict or an idempotency violation
    * skips that append and is reported in its row; the others still commit.
+   * Appends must arrive sorted by stream id (lock order; appends to one stream
+   * adjacent, in submission order). Set-based: a constant number of statements
+   * per batch, whatever its size.
    * Expected version codes: >= 0 exact, -1 no_stream, -2 any, -3 exists.
+   * Per event: p_event_append is its append's 1-based index, p_event_index its 0-based index within it.
    */
   await sql`
     create function eventstore.append_batch(
       p_stream_ids text[], p_expected bigint[], p_counts integer[],
       p_event_ids uuid[], p_types text[], p_schema_versions integer[], p_data jsonb[],
-      p_metadata jsonb[], p_tenant_ids text[], p_occurred_at timestamptz[], p_digests bytea[]
+      p_metadata jsonb[], p_tenant_ids text[], p_occurred_at timestamptz[], p_digests bytea[],
+      p_event_append integer[], p_event_index integer[]
     ) returns table (
       out_index integer, out_status text, out_version bigint, out_transaction_id xid8,
       out_global_positions bigint[], out_first_position bigint
     ) language plpgsql as $$
     declare
       n integer := coalesce(array_length(p_stream_ids, 1), 0);
-      lo integer := 1;
-      hi integer;
+      -- per append: 0 ok, 1 replayed, 2 conflict, 3 idempotency violation
+      a_code integer[] := array_fill(0, array[n]);
+      a_start bigint[] := array_fill(0::bigint, array[n]);
+      a_version bigint[] := array_fill(-1::bigint, array[n]);
+      a_lo integer[] := array_fill(1, array[n]);
+      v_known uuid[];
+      v_offset integer := 1;
+      v_stream text := null;
       v_version bigint;
-      v_hash bytea;
-      v_exists boolean;
-      v_expected bigint;
       v_found integer;
       v_same integer;
-      v_hashes bytea[];
-      v_wrote boolean := false;
+      r record;
     begin
-      for i in 1..n loop
-        hi := lo + p_counts[i] - 1;
-        out_index := i;
-        out_global_positions := null;
-        out_first_position := null;
-        out_transaction_id := null;
-        v_expected := p_expected[i];
+      -- Lock the heads in stream order, creating the missing ones that may be created.
+      -- A concurrent creator makes the insert wait for it, then the lock reads its committed head.
+      insert into eventstore.streams (stream_id, version, last_hash)
+        select distinct u.sid, -1, '\\x'::bytea from unnest(p_stream_ids, p_expected) as u(sid, e)
+         where u.e in (-1, -2) order by 1
+        on conflict (stream_id) do nothing;
+      perform 1 from eventstore.streams s where s.stream_id = any (p_stream_ids) order by s.stream_id for update;
 
-        select s.version, s.last_hash into v_version, v_hash
-          from eventstore.streams s where s.stream_id = p_stream_ids[i] for update;
-        if not found and v_expected in (-1, -2) then
-          -- A concurrent creator makes us wait here, then we re-read its committed head.
-          insert into eventstore.streams (stream_id, version, last_hash)
-            values (p_stream_ids[i], -1, '\\x') on conflict (stream_id) do nothing;
-          select s.version, s.last_hash into v_version, v_hash
-            from eventstore.streams s where s.stream_id = p_stream_ids[i] for update;
+      -- Ids already stored: only a retry (or a misuse) has any, so the common case is one index probe per id.
+      v_known := array(select e.event_id from eventstore.events e where e.event_id = any (p_event_ids));
+
+      for r in
+        select u.idx::integer as idx, u.sid, u.expected, u.cnt, coalesce(h.version, -1) as head
+          from unnest(p_stream_ids, p_expected, p_counts) with ordinality as u(sid, expected, cnt, idx)
+          left join eventstore.streams h on h.stream_id = u.sid
+         order by u.idx
+      loop
+        a_lo[r.idx] := v_offset;
+        if v_stream is distinct from r.sid then
+          v_stream := r.sid;
+          v_version := r.head;
         end if;
-        v_exists := coalesce(v_version, -1) >= 0;
-
-        -- A retry of an append that already committed returns the original positions.
-        select count(*), count(*) filter (where e.stream_id = p_stream_ids[i])
-          into v_found, v_same
-          from eventstore.events e where e.event_id = any (p_event_ids[lo:hi]);
+        if cardinality(v_known) > 0 then
+          select count(*), count(*) filter (where e.stream_id = r.sid) into v_found, v_same
+            from eventstore.events e
+           where e.event_id = any (p_event_ids[v_offset : v_offset + r.cnt - 1]) and e.event_id = any (v_known);
+        else
+          v_found := 0;
+        end if;
         if v_found > 0 then
-          if v_found = p_counts[i] and v_same = v_found then
-            select array_agg(e.global_position order by e.stream_position), min(e.stream_position),
-                   max(e.stream_position), max(e.transaction_id)
-              into out_global_positions, out_first_position, out_version, out_transaction_id
-              from eventstore.events e where e.event_id = any (p_event_ids[lo:hi]);
-            out_status := 'replayed';
-          else
-            out_status := 'idempotency_violation';
-            out_version := v_version;
-          end if;
-          return next;
-          lo := hi + 1;
-          continue;
+          a_code[r.idx] := case when v_found = r.cnt and v_same = v_found then 1 else 3 end;
+          a_version[r.idx] := v_version;
+        elsif (r.expected >= 0 and v_version <> r.expected)
+           or (r.expected = -1 and v_version >= 0)
+           or (r.expected = -3 and v_version < 0) then
+          a_code[r.idx] := 2;
+          a_version[r.idx] := v_version;
+        else
+          a_code[r.idx] := 0;
+          a_start[r.idx] := v_version + 1;
+          v_version := v_version + r.cnt;
+          a_version[r.idx] := v_version;
         end if;
-
-        if (v_expected >= 0 and (not v_exists or v_version <> v_expected))
-           or (v_expected = -1 and v_exists)
-           or (v_expected = -3 and not v_exists) then
-          out_status := 'conflict';
-          out_version := case when v_exists then v_version else null end;
-          return next;
-          lo := hi + 1;
-          continue;
-        end if;
-
-        if not v_exists then
-          v_version := -1;
-          v_hash := '\\x';
-        end if;
-        if p_counts[i] > 0 then
-          v_hashes := array[]::bytea[];
-          for j in lo..hi loop
-            v_hash := sha256(v_hash || int8send(v_version + 1 + (j - lo)) || p_digests[j]);
-            v_hashes := v_hashes || v_hash;
-          end loop;
-
-          with inserted as (
-            insert into eventstore.events (event_id, stream_id, stream_position, event_type, schema_version,
-                                           data, metadata, tenant_id, occurred_at, content_digest, hash)
-            select u.id, p_stream_ids[i], v_version + u.ord, u.t, u.sv, u.d, u.m, u.ten, u.occ, u.dig, u.h
-              from unnest(p_event_ids[lo:hi], p_types[lo:hi], p_schema_versions[lo:hi], p_data[lo:hi],
-                          p_metadata[lo:hi], p_tenant_ids[lo:hi], p_occurred_at[lo:hi], p_digests[lo:hi], v_hashes)
-                   with ordinality as u(id, t, sv, d, m, ten, occ, dig, h, ord)
-             order by u.ord
-            returning global_position, stream_position
-          )
-          select array_agg(global_position order by stream_position) into out_global_positions from inserted;
-
-          update eventstore.streams set version = v_version + p_counts[i], last_hash = v_hash
-            where stream_id = p_stream_ids[i];
-          v_wrote := true;
-          out_first_position := v_version + 1;
-          out_transaction_id := pg_current_xact_id();
-        end if;
-        out_status := 'ok';
-        out_version := v_version + p_counts[i];
-        return next;
-        lo := hi + 1;
+        v_offset := v_offset + r.cnt;
       end loop;
 
-      if v_wrote then
+      return query
+      with incoming as (
+        select u.ord, u.id, u.t, u.sv, u.d, u.m, u.ten, u.occ, u.dig, u.ea,
+               p_stream_ids[u.ea] as sid, a_start[u.ea] + u.ei as pos
+          from unnest(p_event_ids, p_types, p_schema_versions, p_data, p_metadata, p_tenant_ids,
+                      p_occurred_at, p_digests, p_event_append, p_event_index)
+               with ordinality as u(id, t, sv, d, m, ten, occ, dig, ea, ei, ord)
+         where a_code[u.ea] = 0
+      ),
+      chained as (
+        select i.*, eventstore.hash_chain(h.last_hash, i.pos, i.dig) over (partition by i.sid order by i.ord) as hash
+          from incoming i join eventstore.streams h on h.stream_id = i.sid
+      ),
+      inserted as (
+        insert into eventstore.events (event_id, stream_id, stream_position, event_type, schema_version,
+                                       data, metadata, tenant_id, occurred_at, content_digest, hash)
+        select c.id, c.sid, c.pos, c.t, c.sv, c.d, c.m, c.ten, c.occ, c.dig, c.hash from chained c order by c.ord
+        returning stream_id, stream_position, global_position, hash
+      ),
+      heads as (
+        update eventstore.streams s set version = last.stream_position, last_hash = last.hash
+          from (select distinct on (i.stream_id) i.stream_id, i.stream_position, i.hash
+                  from inserted i order by i.stream_id, i.stream_position desc) as last
+         where s.stream_id = last.stream_id
+        returning 1
+      )
+      select u.idx::integer,
+             case a_code[u.idx] when 0 then 'ok' when 1 then 'replayed' when 2 then 'conflict' else 'idempotency_violation' end,
+             case when a_code[u.idx] = 1 then replay.last_position else a_version[u.idx] end,
+             case a_code[u.idx] when 0 then (case when u.cnt > 0 then pg_current_xact_id() end)
+                                when 1 then replay.xid end,
+             case a_code[u.idx]
+               when 0 then (select array_agg(i.global_position order by i.stream_position) from inserted i
+                             where i.stream_id = u.sid and i.stream_position >= a_start[u.idx]
+                               and i.stream_position < a_start[u.idx] + u.cnt)
+               when 1 then replay.positions end,
+             case a_code[u.idx] when 0 then (case when u.cnt > 0 then a_start[u.idx] end) when 1 then replay.first_position end
+        from unnest(p_stream_ids, p_counts) with ordinality as u(sid, cnt, idx)
+        left join lateral (
+          select array_agg(e.global_position order by e.stream_position) as positions,
+                 min(e.stream_position) as first_position, max(e.stream_position) as last_position,
+                 max(e.transaction_id) as xid
+            from eventstore.events e
+           where a_code[u.idx] = 1 and e.event_id = any (p_event_ids[a_lo[u.idx] : a_lo[u.idx] + u.cnt - 1])
+        ) as replay on true
+       order by u.idx;
+
+      if exists (select 1 from unnest(p_counts, a_code) as x(cnt, code) where x.code = 0 and x.cnt > 0) then
         perform pg_notify('eventstore_appended', '');
       end if;
     end $$`.execute(db);

@@ -49,7 +49,8 @@ interface OutcomeRow {
 const APPEND_SQL = `select out_index, out_status, out_version, out_transaction_id::text as out_transaction_id,
   out_global_positions, out_first_position
   from eventstore.append_batch($1::text[], $2::bigint[], $3::int[], $4::uuid[], $5::text[], $6::int[],
-                               $7::jsonb[], $8::jsonb[], $9::text[], $10::timestamptz[], $11::bytea[])`;
+                               $7::jsonb[], $8::jsonb[], $9::text[], $10::timestamptz[], $11::bytea[],
+                               $12::int[], $13::int[])`;
 
 export interface AppendBatcherOptions {
   /** Batches in flight at once; each holds one connection while it commits. */
@@ -136,7 +137,10 @@ export class AppendBatcher {
   }
 }
 
-/** Runs appends through eventstore.append_batch on any client: the pool, or a caller's open transaction. */
+/**
+ * Runs appends through eventstore.append_batch on any client: the pool, or a
+ * caller's open transaction. The batch must be sorted by stream id (see takeBatch).
+ */
 export async function executeAppendBatch(
   client: Pick<pg.ClientBase, "query">,
   batch: readonly BatchedAppend[],
@@ -152,11 +156,15 @@ export async function executeAppendBatch(
   const tenants: string[] = [];
   const occurred: string[] = [];
   const digests: Buffer[] = [];
-  for (const append of batch) {
+  const eventAppend: number[] = [];
+  const eventIndex: number[] = [];
+  for (const [appendIndex, append] of batch.entries()) {
     streamIds.push(append.streamId);
     expected.push(append.expected.toString());
     counts.push(append.events.length);
-    for (const event of append.events) {
+    for (const [index, event] of append.events.entries()) {
+      eventAppend.push(appendIndex + 1);
+      eventIndex.push(index);
       ids.push(event.id);
       types.push(event.type);
       versions.push(event.schemaVersion);
@@ -168,7 +176,7 @@ export async function executeAppendBatch(
     }
   }
   const { rows } = await client.query<OutcomeRow>(APPEND_SQL, [
-    streamIds, expected, counts, ids, types, versions, data, metadata, tenants, occurred, digests,
+    streamIds, expected, counts, ids, types, versions, data, metadata, tenants, occurred, digests, eventAppend, eventIndex,
   ]);
   if (rows.length !== batch.length) throw new Error(`append_batch answered ${rows.length} outcomes for ${batch.length} appends`);
   return rows
