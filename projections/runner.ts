@@ -379,9 +379,10 @@ export class ProjectionRunner {
         }
         if (!this.running) break;
         this.noteError(driver, error);
-        driver.state = "failed";
         driver.position = undefined;
+        // Stored first, so whoever sees the state "failed" also finds the error in the table.
         await recordFailure(this.db, name, errorMessage(error)).catch(() => {});
+        driver.state = "failed";
         const retry = this.options.retry ?? {};
         const delay = Math.min((retry.initialMs ?? 500) * 2 ** Math.min(driver.failures - 1, 16), retry.maxMs ?? 30_000);
         await this.sleep(delay);
