@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { sql, type Kysely, type Transaction } from "kysely";
-import { readCheckpoint } from "./checkpoints.ts";
+import { readCheckpoint, readRebuild } from "./checkpoints.ts";
 import { formatPosition } from "../adapters/eventstore/position.ts";
-import { liveSchema, type AnyProjection } from "./projection.ts";
+import { liveSchema, rebuildSchema, type AnyProjection } from "./projection.ts";
 
 /**
  * An order-independent fingerprint of a projection's rows, so a DR drill can
@@ -64,9 +64,10 @@ export interface ChecksumOptions {
 }
 
 /**
- * Checksum of one projection from a single snapshot, with the live
- * checkpoint read in that same snapshot (`position`), so two checksums are
- * comparable only when their positions are equal.
+ * Checksum of one projection's schema from a single snapshot, with the
+ * position that schema had reached in that same snapshot (the live checkpoint,
+ * or the rebuild's progress for `<name>__rebuild`; null for any other schema).
+ * Two checksums are comparable only when their positions are equal.
  */
 export async function projectionChecksum(
   db: Kysely<any>,
@@ -77,9 +78,15 @@ export async function projectionChecksum(
     .transaction()
     .setIsolationLevel("repeatable read")
     .execute(async (trx) => {
-      const checksum = await checksumIn(trx, projection, options.schema ?? liveSchema(projection));
-      const checkpoint = await readCheckpoint(trx, projection.name);
-      return { ...checksum, position: checkpoint ? formatPosition(checkpoint.position) : null };
+      const schema = options.schema ?? liveSchema(projection);
+      const checksum = await checksumIn(trx, projection, schema);
+      const progress =
+        schema === liveSchema(projection)
+          ? await readCheckpoint(trx, projection.name)
+          : schema === rebuildSchema(projection)
+            ? await readRebuild(trx, projection.name)
+            : undefined;
+      return { ...checksum, position: progress ? formatPosition(progress.position) : null };
     });
 }
 

@@ -1,4 +1,5 @@
 import { sql } from "kysely";
+import { formatPosition } from "../../../adapters/eventstore/position.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readCheckpoint, readRebuild } from "../../../projections/checkpoints.ts";
 import { projectionChecksum } from "../../../projections/checksum.ts";
@@ -159,6 +160,7 @@ describe("rebuild", () => {
   it("a dry run (DR drill) proves the served model equals the log's and leaves it untouched", async () => {
     await allReadable(h);
     const before = await projectionChecksum(h.db, mirror);
+    expect(before.position).toBe(formatPosition((await readCheckpoint(h.db, "mirror"))!.position));
     const result = await rebuildProjection({ db: h.db, store: h.store, projection: mirror, swap: false, batchSize: 100 });
     expect(result.swapped).toBe(false);
     expect(result.checksums!.equal).toBe(true);
@@ -224,6 +226,8 @@ describe("rebuild", () => {
     const b = await projectionChecksum(h.db, probe, { schema: "ord_b" });
     expect(a.digest).toBe(b.digest);
     expect(a.tables).toEqual(b.tables);
+    expect(a.position).toBeNull(); // neither the live nor the rebuild schema of "ordering"
+    expect(a.tables.find((t) => t.table === "applied")!.rows).toBe(50);
     await sql`update ord_b.applied set count = 2 where stream_position = 7`.execute(h.db);
     expect((await projectionChecksum(h.db, probe, { schema: "ord_b" })).digest).not.toBe(a.digest);
   });
