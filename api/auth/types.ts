@@ -1,4 +1,5 @@
 import { z } from "zod";
+import "fastify";
 
 /**
  * Roles are granted to a subject (a token's `sub`) by events in Identitet.
