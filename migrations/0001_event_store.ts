@@ -10,7 +10,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
   await sql`
     create table eventstore.events (
-      global_position bigint generated always as identity primary key,
+      global_position bigint generated always as identity,
       transaction_id xid8 not null default pg_current_xact_id(),
       event_id uuid not null,
       stream_id text not null,
@@ -23,12 +23,12 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       occurred_at timestamptz not null,
       recorded_at timestamptz not null default now(),
       content_digest bytea not null,
-      hash bytea not null
+      hash bytea not null,
+      -- Log order is the key: every reader walks it; a separate global_position index would only slow appends.
+      primary key (transaction_id, global_position)
     )`.execute(db);
   await sql`create unique index events_stream_position on eventstore.events (stream_id, stream_position)`.execute(db);
   await sql`create unique index events_event_id on eventstore.events (event_id)`.execute(db);
-  await sql`create index events_log_order on eventstore.events (transaction_id, global_position)`.execute(db);
-  await sql`create index events_tenant on eventstore.events (tenant_id, transaction_id, global_position)`.execute(db);
 
   // One row per stream: the lock that serializes its writers, its version and the head of its hash chain.
   await sql`
@@ -62,16 +62,6 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     create trigger events_no_truncate before truncate on eventstore.events
     for each statement execute function eventstore.refuse_change()`.execute(db);
 
-  // Hash chain as a running aggregate: hash_n = sha256(hash_{n-1} || int8(position) || digest),
-  // starting from the stream head's hash. Used as a window function over a batch's rows.
-  await sql`
-    create function eventstore.chain_step(state bytea, head bytea, stream_position bigint, digest bytea)
-    returns bytea language sql immutable parallel safe as $$
-      select sha256(coalesce(state, head) || int8send(stream_position) || digest)
-    $$`.execute(db);
-  await sql`
-    create aggregate eventstore.hash_chain(bytea, bigint, bytea) (sfunc = eventstore.chain_step, stype = bytea)`.execute(db);
-
   /*
    * Appends a batch of independent appends in one transaction (group commit).
    * Each append is checked on its own: a conflict or an idempotency violation
@@ -81,16 +71,19 @@ export async function up(db: Kysely<unknown>): Promise<void> {
    * per batch, whatever its size.
    * Expected version codes: >= 0 exact, -1 no_stream, -2 any, -3 exists.
    * Per event: p_event_append is its append's 1-based index, p_event_index its 0-based index within it.
+   * p_notify: NOTIFY readers at commit. Postgres serializes the commits of all
+   * notifying transactions (queue order), which would undo group commit, so the
+   * batching writer passes false and signals after its commit instead.
    */
   await sql`
     create function eventstore.append_batch(
       p_stream_ids text[], p_expected bigint[], p_counts integer[],
       p_event_ids uuid[], p_types text[], p_schema_versions integer[], p_data jsonb[],
       p_metadata jsonb[], p_tenant_ids text[], p_occurred_at timestamptz[], p_digests bytea[],
-      p_event_append integer[], p_event_index integer[]
+      p_event_append integer[], p_event_index integer[], p_notify boolean
     ) returns table (
-      out_index integer, out_status text, out_version bigint, out_transaction_id xid8,
-      out_global_positions bigint[], out_first_position bigint
+      out_index integer, out_status text, out_version bigint,
+      out_event_id uuid, out_stream_position bigint, out_global_position bigint, out_transaction_id xid8
     ) language plpgsql as $$
     declare
       n integer := coalesce(array_length(p_stream_ids, 1), 0);
@@ -99,6 +92,16 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       a_start bigint[] := array_fill(0::bigint, array[n]);
       a_version bigint[] := array_fill(-1::bigint, array[n]);
       a_lo integer[] := array_fill(1, array[n]);
+      -- head hash of the append's stream at batch start, when no earlier append in this batch extended it
+      a_head bytea[] := array_fill(null::bytea, array[n]);
+      v_events integer := coalesce(array_length(p_event_ids, 1), 0);
+      v_hashes bytea[] := array_fill(null::bytea, array[v_events]);
+      v_hash bytea;
+      v_digest bytea;
+      v_chain_append integer := 0;
+      v_extended boolean;
+      j integer := 0;
+      ea integer;
       v_known uuid[];
       v_offset integer := 1;
       v_stream text := null;
@@ -119,7 +122,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       v_known := array(select e.event_id from eventstore.events e where e.event_id = any (p_event_ids));
 
       for r in
-        select u.idx::integer as idx, u.sid, u.expected, u.cnt, coalesce(h.version, -1) as head
+        select u.idx::integer as idx, u.sid, u.expected, u.cnt, coalesce(h.version, -1) as head, h.last_hash
           from unnest(p_stream_ids, p_expected, p_counts) with ordinality as u(sid, expected, cnt, idx)
           left join eventstore.streams h on h.stream_id = u.sid
          order by u.idx
@@ -128,6 +131,7 @@ export async function up(db: Kysely<unknown>): Promise<void> {
         if v_stream is distinct from r.sid then
           v_stream := r.sid;
           v_version := r.head;
+          v_extended := false;
         end if;
         if cardinality(v_known) > 0 then
           select count(*), count(*) filter (where e.stream_id = r.sid) into v_found, v_same
@@ -149,28 +153,45 @@ export async function up(db: Kysely<unknown>): Promise<void> {
           a_start[r.idx] := v_version + 1;
           v_version := v_version + r.cnt;
           a_version[r.idx] := v_version;
+          if not v_extended and r.cnt > 0 then
+            a_head[r.idx] := coalesce(r.last_hash, '\\x'::bytea);
+            v_extended := true;
+          end if;
         end if;
         v_offset := v_offset + r.cnt;
       end loop;
 
+      -- The hash chain, event by event. Appends arrive grouped by stream, so an
+      -- accepted append either starts from its stream's head or continues the
+      -- chain of the accepted append just before it.
+      foreach v_digest in array p_digests loop
+        j := j + 1;
+        ea := p_event_append[j];
+        if a_code[ea] = 0 then
+          if ea <> v_chain_append then
+            v_chain_append := ea;
+            if a_head[ea] is not null then
+              v_hash := a_head[ea];
+            end if;
+          end if;
+          v_hash := sha256(v_hash || int8send(a_start[ea] + p_event_index[j]) || v_digest);
+          v_hashes[j] := v_hash;
+        end if;
+      end loop;
+
+      -- One row per append (its outcome), then one row per stored event of an
+      -- accepted or replayed append (its positions): O(appends + events).
       return query
-      with incoming as (
-        select u.ord, u.id, u.t, u.sv, u.d, u.m, u.ten, u.occ, u.dig, u.ea,
-               p_stream_ids[u.ea] as sid, a_start[u.ea] + u.ei as pos
-          from unnest(p_event_ids, p_types, p_schema_versions, p_data, p_metadata, p_tenant_ids,
-                      p_occurred_at, p_digests, p_event_append, p_event_index)
-               with ordinality as u(id, t, sv, d, m, ten, occ, dig, ea, ei, ord)
-         where a_code[u.ea] = 0
-      ),
-      chained as (
-        select i.*, eventstore.hash_chain(h.last_hash, i.pos, i.dig) over (partition by i.sid order by i.ord) as hash
-          from incoming i join eventstore.streams h on h.stream_id = i.sid
-      ),
-      inserted as (
+      with inserted as (
         insert into eventstore.events (event_id, stream_id, stream_position, event_type, schema_version,
                                        data, metadata, tenant_id, occurred_at, content_digest, hash)
-        select c.id, c.sid, c.pos, c.t, c.sv, c.d, c.m, c.ten, c.occ, c.dig, c.hash from chained c order by c.ord
-        returning stream_id, stream_position, global_position, hash
+        select u.id, p_stream_ids[u.ea], a_start[u.ea] + u.ei, u.t, u.sv, u.d, u.m, u.ten, u.occ, u.dig, u.h
+          from unnest(p_event_ids, p_types, p_schema_versions, p_data, p_metadata, p_tenant_ids,
+                      p_occurred_at, p_digests, p_event_append, p_event_index, v_hashes)
+               with ordinality as u(id, t, sv, d, m, ten, occ, dig, ea, ei, h, ord)
+         where a_code[u.ea] = 0
+         order by u.ord
+        returning event_id, stream_id, stream_position, global_position, transaction_id, hash
       ),
       heads as (
         update eventstore.streams s set version = last.stream_position, last_hash = last.hash
@@ -181,29 +202,21 @@ export async function up(db: Kysely<unknown>): Promise<void> {
       )
       select u.idx::integer,
              case a_code[u.idx] when 0 then 'ok' when 1 then 'replayed' when 2 then 'conflict' else 'idempotency_violation' end,
-             case when a_code[u.idx] = 1 then replay.last_position else a_version[u.idx] end,
-             case a_code[u.idx] when 0 then (case when u.cnt > 0 then pg_current_xact_id() end)
-                                when 1 then replay.xid end,
-             case a_code[u.idx]
-               when 0 then (select array_agg(i.global_position order by i.stream_position) from inserted i
-                             where i.stream_id = u.sid and i.stream_position >= a_start[u.idx]
-                               and i.stream_position < a_start[u.idx] + u.cnt)
-               when 1 then replay.positions end,
-             case a_code[u.idx] when 0 then (case when u.cnt > 0 then a_start[u.idx] end) when 1 then replay.first_position end
-        from unnest(p_stream_ids, p_counts) with ordinality as u(sid, cnt, idx)
-        left join lateral (
-          select array_agg(e.global_position order by e.stream_position) as positions,
-                 min(e.stream_position) as first_position, max(e.stream_position) as last_position,
-                 max(e.transaction_id) as xid
-            from eventstore.events e
-           where a_code[u.idx] = 1 and e.event_id = any (p_event_ids[a_lo[u.idx] : a_lo[u.idx] + u.cnt - 1])
-        ) as replay on true
-       order by u.idx;
+             a_version[u.idx], null::uuid, null::bigint, null::bigint, null::xid8
+        from generate_subscripts(p_stream_ids, 1) as u(idx)
+      union all
+      select null, null, null, i.event_id, i.stream_position, i.global_position, i.transaction_id from inserted i
+      union all
+      select null, null, null, e.event_id, e.stream_position, e.global_position, e.transaction_id
+        from eventstore.events e
+       where cardinality(v_known) > 0 and e.event_id = any (v_known);
 
-      if exists (select 1 from unnest(p_counts, a_code) as x(cnt, code) where x.code = 0 and x.cnt > 0) then
+      if p_notify and exists (select 1 from unnest(p_counts, a_code) as x(cnt, code) where x.code = 0 and x.cnt > 0) then
         perform pg_notify('eventstore_appended', '');
       end if;
     end $$`.execute(db);
+  // Custom plans would re-plan the statements above on every call; their shape never depends on the values.
+  await sql`alter function eventstore.append_batch set plan_cache_mode = force_generic_plan`.execute(db);
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {

@@ -28,6 +28,10 @@ export function toJsonValue<T>(value: T): T {
   return value === undefined ? (null as T) : (JSON.parse(JSON.stringify(value)) as T);
 }
 
+/**
+ * `data` and `metadata` must already be plain JSON values (see toJsonValue):
+ * what the store holds, or what a reader got back from it.
+ */
 export function contentDigest(content: HashedContent): Buffer {
   const text = canonicalize([
     content.streamId,
@@ -35,8 +39,8 @@ export function contentDigest(content: HashedContent): Buffer {
     content.type,
     content.schemaVersion,
     content.occurredAt.toISOString(),
-    toJsonValue(content.data),
-    toJsonValue(content.metadata),
+    content.data,
+    content.metadata,
   ]);
   if (text === undefined) throw new TypeError("event content is not serializable as JSON");
   return createHash("sha256").update(text, "utf8").digest();

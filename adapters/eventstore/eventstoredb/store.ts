@@ -420,14 +420,14 @@ function prepareEvents(streamId: string, events: readonly NewEvent[]): PreparedE
     if (!Number.isSafeInteger(schemaVersion) || schemaVersion < 1) throw new RangeError(`schemaVersion must be a positive integer: ${schemaVersion}`);
     const occurredAt = event.occurredAt ?? occurredNow;
     const data = toJsonValue(event.data);
-    const metadata: EventMetadata = {
+    const metadata: EventMetadata = toJsonValue({
       // As in the Postgres store: an event without a correlation id starts its own.
       correlationId: event.correlationId ?? id,
       causationId: event.causationId ?? null,
       actor: event.actor,
       scope: event.scope,
       datacenter: event.datacenter ?? null,
-    };
+    });
     const digest = contentDigest({ streamId, eventId: id, type: event.type, schemaVersion, occurredAt, data, metadata });
     prepared.push({ id, type: event.type, schemaVersion, occurredAt, data, metadata, digest });
   }

@@ -1,13 +1,14 @@
 import type pg from "pg";
-import type { EventMetadata } from "../port.ts";
 
-/** An event ready for the database: id assigned, JSON normalized, content digest computed. */
+/** An event ready for the database: id assigned, JSON serialized once, content digest computed. */
 export interface PreparedEvent {
   readonly id: string;
   readonly type: string;
   readonly schemaVersion: number;
-  readonly data: unknown;
-  readonly metadata: EventMetadata;
+  /** JSON text, exactly what is stored and what the digest was computed over. */
+  readonly dataJson: string;
+  readonly metadataJson: string;
+  readonly tenantId: string;
   readonly occurredAt: Date;
   readonly digest: Buffer;
 }
@@ -37,26 +38,30 @@ interface Pending extends BatchedAppend {
   reject(error: unknown): void;
 }
 
+/** A row of append_batch: an append's outcome (out_index set) or a stored event's positions. */
 interface OutcomeRow {
-  out_index: number;
-  out_status: AppendOutcome["status"];
+  out_index: number | null;
+  out_status: AppendOutcome["status"] | null;
   out_version: string | null;
+  out_event_id: string | null;
+  out_stream_position: string | null;
+  out_global_position: string | null;
   out_transaction_id: string | null;
-  out_global_positions: string[] | null;
-  out_first_position: string | null;
 }
 
-const APPEND_SQL = `select out_index, out_status, out_version, out_transaction_id::text as out_transaction_id,
-  out_global_positions, out_first_position
+const APPEND_SQL = `select out_index, out_status, out_version, out_event_id, out_stream_position,
+  out_global_position, out_transaction_id::text as out_transaction_id
   from eventstore.append_batch($1::text[], $2::bigint[], $3::int[], $4::uuid[], $5::text[], $6::int[],
                                $7::jsonb[], $8::jsonb[], $9::text[], $10::timestamptz[], $11::bytea[],
-                               $12::int[], $13::int[])`;
+                               $12::int[], $13::int[], $14::boolean)`;
 
 export interface AppendBatcherOptions {
   /** Batches in flight at once; each holds one connection while it commits. */
   readonly maxConcurrentBatches?: number;
   /** Appends are grouped until this many events; a larger single append still goes alone. */
   readonly maxEventsPerBatch?: number;
+  /** Called after a batch that wrote events has committed (readers are signalled from here). */
+  readonly onCommitted?: () => void;
 }
 
 /**
@@ -71,12 +76,14 @@ export class AppendBatcher {
   private inFlight = 0;
   private readonly maxConcurrent: number;
   private readonly maxEvents: number;
+  private readonly onCommitted: () => void;
 
   constructor(
     private readonly pool: pg.Pool,
     options: AppendBatcherOptions = {},
   ) {
     this.maxConcurrent = options.maxConcurrentBatches ?? 4;
+    this.onCommitted = options.onCommitted ?? (() => {});
     this.maxEvents = options.maxEventsPerBatch ?? 5_000;
   }
 
@@ -132,8 +139,10 @@ export class AppendBatcher {
     }
   }
 
-  private execute(batch: readonly BatchedAppend[]): Promise<AppendOutcome[]> {
-    return executeAppendBatch(this.pool, batch);
+  private async execute(batch: readonly BatchedAppend[]): Promise<AppendOutcome[]> {
+    const outcomes = await executeAppendBatch(this.pool, batch, { notifyAtCommit: false });
+    if (outcomes.some((o) => o.status === "ok" && o.globalPositions.length > 0)) this.onCommitted();
+    return outcomes;
   }
 }
 
@@ -144,6 +153,7 @@ export class AppendBatcher {
 export async function executeAppendBatch(
   client: Pick<pg.ClientBase, "query">,
   batch: readonly BatchedAppend[],
+  options: { notifyAtCommit: boolean },
 ): Promise<AppendOutcome[]> {
   const streamIds: string[] = [];
   const expected: string[] = [];
@@ -168,24 +178,47 @@ export async function executeAppendBatch(
       ids.push(event.id);
       types.push(event.type);
       versions.push(event.schemaVersion);
-      data.push(JSON.stringify(event.data));
-      metadata.push(JSON.stringify(event.metadata));
-      tenants.push(event.metadata.scope.tenantId);
+      data.push(event.dataJson);
+      metadata.push(event.metadataJson);
+      tenants.push(event.tenantId);
       occurred.push(event.occurredAt.toISOString());
       digests.push(event.digest);
     }
   }
   const { rows } = await client.query<OutcomeRow>(APPEND_SQL, [
-    streamIds, expected, counts, ids, types, versions, data, metadata, tenants, occurred, digests, eventAppend, eventIndex,
+    streamIds, expected, counts, ids, types, versions, data, metadata, tenants, occurred, digests, eventAppend, eventIndex, options.notifyAtCommit,
   ]);
-  if (rows.length !== batch.length) throw new Error(`append_batch answered ${rows.length} outcomes for ${batch.length} appends`);
-  return rows
-    .sort((a, b) => a.out_index - b.out_index)
-    .map((row) => ({
-      status: row.out_status,
-      version: row.out_version === null || row.out_version === "-1" ? null : Number(row.out_version),
-      transactionId: row.out_transaction_id === null ? null : BigInt(row.out_transaction_id),
-      globalPositions: (row.out_global_positions ?? []).map((p) => BigInt(p)),
-      firstPosition: row.out_first_position === null ? null : Number(row.out_first_position),
-    }));
+  const stored = new Map<string, { streamPosition: number; globalPosition: bigint; transactionId: bigint }>();
+  const statuses: OutcomeRow[] = [];
+  for (const row of rows) {
+    if (row.out_index !== null) statuses[row.out_index - 1] = row;
+    else stored.set(row.out_event_id!, {
+      streamPosition: Number(row.out_stream_position),
+      globalPosition: BigInt(row.out_global_position!),
+      transactionId: BigInt(row.out_transaction_id!),
+    });
+  }
+  return batch.map((append, index) => {
+    const row = statuses[index];
+    if (!row) throw new Error(`append_batch gave no outcome for append ${index + 1} of ${batch.length}`);
+    const status = row.out_status!;
+    const version = row.out_version === null || row.out_version === "-1" ? null : Number(row.out_version);
+    if (status !== "ok" && status !== "replayed") {
+      return { status, version, transactionId: null, globalPositions: [], firstPosition: null };
+    }
+    const events = append.events.map((event) => {
+      const found = stored.get(event.id);
+      if (!found) throw new Error(`append_batch did not report event ${event.id}`);
+      return found;
+    });
+    const last = events.at(-1);
+    return {
+      status,
+      // A replay answers with the version its original append left, not the stream's current one.
+      version: status === "replayed" && last ? last.streamPosition : version,
+      transactionId: last?.transactionId ?? null,
+      globalPositions: events.map((e) => e.globalPosition),
+      firstPosition: events[0]?.streamPosition ?? null,
+    };
+  });
 }

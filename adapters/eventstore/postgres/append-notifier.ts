@@ -4,10 +4,14 @@ export const APPEND_CHANNEL = "eventstore_appended";
 
 /**
  * One LISTEN connection per store, shared by all its subscriptions. Each
- * NOTIFY (sent by append_batch at commit) bumps `generation`; a reader that
- * noted the generation before reading can tell whether it missed a wake-up.
- * A lost connection is re-established, and every waiter is woken to re-read,
- * because notifications sent while it was down are gone.
+ * NOTIFY bumps `generation`; a reader that noted the generation before
+ * reading can tell whether it missed a wake-up. A lost connection is
+ * re-established, and every waiter is woken to re-read, because
+ * notifications sent while it was down are gone.
+ *
+ * `signal()` is the sending side for appends that committed through the
+ * batcher: it wakes this process's readers at once and sends one NOTIFY for
+ * other processes, coalescing signals that arrive while one is in flight.
  */
 export class AppendNotifier {
   generation = 0;
@@ -17,7 +21,47 @@ export class AppendNotifier {
   private closed = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
 
+  private sender: pg.Client | undefined;
+  private sending = false;
+  private pendingSignal = false;
+
   constructor(private readonly connectionString: string) {}
+
+  signal(): void {
+    this.wakeAll();
+    this.pendingSignal = true;
+    if (!this.sending && !this.closed) void this.flushSignals();
+  }
+
+  private async flushSignals(): Promise<void> {
+    this.sending = true;
+    try {
+      while (this.pendingSignal && !this.closed) {
+        this.pendingSignal = false;
+        try {
+          if (!this.sender) {
+            const sender = new pg.Client({ connectionString: this.connectionString });
+            sender.on("error", () => {
+              if (this.sender === sender) this.sender = undefined;
+            });
+            await sender.connect();
+            // A wake-up needs no durability: its transaction must not wait for a WAL flush.
+            await sender.query("set synchronous_commit = off");
+            this.sender = sender;
+          }
+          await this.sender.query(`select pg_notify('${APPEND_CHANNEL}', '')`);
+        } catch {
+          // Readers elsewhere fall back to their safety poll; the next signal reconnects.
+          const broken = this.sender;
+          this.sender = undefined;
+          await broken?.end().catch(() => {});
+          break;
+        }
+      }
+    } finally {
+      this.sending = false;
+    }
+  }
 
   /** Resolves once LISTEN is active, so no append after it can go unnoticed. */
   ensureListening(): Promise<void> {
@@ -48,8 +92,11 @@ export class AppendNotifier {
     clearTimeout(this.reconnectTimer);
     this.wakeAll();
     const client = this.client;
+    const sender = this.sender;
     this.client = undefined;
+    this.sender = undefined;
     await client?.end().catch(() => {});
+    await sender?.end().catch(() => {});
   }
 
   private async connect(): Promise<void> {

@@ -1,7 +1,7 @@
 import type pg from "pg";
 import { v7 as uuidv7 } from "uuid";
 import { ConcurrencyError, IdempotencyError } from "../errors.ts";
-import { contentDigest, toJsonValue } from "../hashing.ts";
+import { contentDigest } from "../hashing.ts";
 import type {
   AppendResult,
   EventStore,
@@ -55,10 +55,10 @@ export class PostgresEventStore implements EventStore {
   constructor(options: PostgresEventStoreOptions) {
     this.pool = options.pool;
     this.upcasters = options.upcasters;
-    this.batcher = new AppendBatcher(options.pool, options.batching);
     const connectionString = options.connectionString ?? (options.pool.options as { connectionString?: string }).connectionString;
     if (!connectionString) throw new Error("PostgresEventStore needs a connectionString (for LISTEN)");
     this.notifier = new AppendNotifier(connectionString);
+    this.batcher = new AppendBatcher(options.pool, { ...options.batching, onCommitted: () => this.notifier.signal() });
   }
 
   async append(
@@ -86,7 +86,8 @@ export class PostgresEventStore implements EventStore {
     validateStreamId(streamId);
     const expected = expectedCode(options.expectedVersion);
     const prepared = events.map((event) => prepare(streamId, event));
-    const [outcome] = await executeAppendBatch(client, [{ streamId, expected, events: prepared }]);
+    // The caller owns the transaction, so only Postgres knows when it commits: NOTIFY at commit.
+    const [outcome] = await executeAppendBatch(client, [{ streamId, expected, events: prepared }], { notifyAtCommit: true });
     return toAppendResult(streamId, options.expectedVersion, prepared, outcome!);
   }
 
@@ -208,16 +209,25 @@ function prepare(streamId: string, event: NewEvent): PreparedEvent {
   const id = event.id ?? uuidv7();
   const schemaVersion = event.schemaVersion ?? 1;
   const occurredAt = event.occurredAt ?? new Date();
-  const data = toJsonValue(event.data);
-  const metadata = toJsonValue({
+  // Serialize once: the text is stored, and its parse (what a reader gets back) is what is hashed.
+  const dataJson = JSON.stringify(event.data) ?? "null";
+  const metadataJson = JSON.stringify({
     correlationId: event.correlationId ?? id,
     causationId: event.causationId ?? null,
     actor: event.actor,
     scope: event.scope,
     datacenter: event.datacenter ?? null,
   });
-  const digest = contentDigest({ streamId, eventId: id, type: event.type, schemaVersion, occurredAt, data, metadata });
-  return { id, type: event.type, schemaVersion, data, metadata, occurredAt, digest };
+  const digest = contentDigest({
+    streamId,
+    eventId: id,
+    type: event.type,
+    schemaVersion,
+    occurredAt,
+    data: JSON.parse(dataJson),
+    metadata: JSON.parse(metadataJson),
+  });
+  return { id, type: event.type, schemaVersion, dataJson, metadataJson, tenantId: event.scope.tenantId, occurredAt, digest };
 }
 
 function expectedCode(expected: ExpectedVersion): bigint {
