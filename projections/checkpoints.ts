@@ -156,7 +156,11 @@ export async function recordFailure(db: Kysely<any>, name: string, message: stri
     where name = ${name}`.execute(db);
 }
 
-/** Runs the projection's handler over events, in order, on a transaction bound to `schema`. */
+/**
+ * Runs the projection over events, in order, on a transaction bound to
+ * `schema`: the accepted events go to `handleBatch` in one call when the
+ * projection has one, otherwise to `handle` one by one.
+ */
 export async function applyEvents(
   trx: Transaction<any>,
   projection: AnyProjection,
@@ -165,9 +169,13 @@ export async function applyEvents(
 ): Promise<void> {
   const bound = trx.withSchema(schema);
   const context = { schema };
-  for (const event of events) {
-    if (acceptsEvent(projection, event)) await projection.handle(bound, event, context);
+  const accepted = projection.eventTypes === undefined ? events : events.filter((event) => acceptsEvent(projection, event));
+  if (accepted.length === 0) return;
+  if (projection.handleBatch) {
+    await projection.handleBatch(bound, accepted, context);
+    return;
   }
+  for (const event of accepted) await projection.handle(bound, event, context);
 }
 
 /** The store promised log order without gaps; a batch that breaks it must not be applied. */
