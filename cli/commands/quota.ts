@@ -17,10 +17,13 @@ export const QUOTA_FLAGS = [
 
 type Limits = Record<string, number | null>;
 
-/** A limit value: a non-negative whole number, or `none`/`unlimited` to remove the limit. */
-export function parseLimit(value: string): number | null {
+/**
+ * A limit value: a non-negative whole number, or `none`/`unlimited` to remove
+ * the limit (returned as "none": commander turns a parser's null into "").
+ */
+export function parseLimit(value: string): number | "none" {
   const v = value.trim().toLowerCase();
-  if (v === "none" || v === "unlimited" || v === "-") return null;
+  if (v === "none" || v === "unlimited" || v === "-") return "none";
   if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v))) throw new InvalidArgumentError("expected a whole number >= 0, or `none` to remove the limit");
   return Number(v);
 }
@@ -97,7 +100,8 @@ export function registerQuotaCommands(program: Command, runtime: Runtime): void 
     const changes: Limits = {};
     for (const [flag, key] of QUOTA_FLAGS) {
       const optionKey = flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-      if (options[optionKey] !== undefined) changes[key] = options[optionKey] as number | null;
+      const value = options[optionKey] as number | "none" | undefined;
+      if (value !== undefined) changes[key] = value === "none" ? null : value;
     }
     if (Object.keys(changes).length === 0) {
       throw usageError(`name at least one limit: ${QUOTA_FLAGS.map(([flag]) => `--${flag}`).join(", ")}`);
