@@ -1,6 +1,7 @@
 import { Migrator, type Kysely, type Migration, type MigrationProvider } from "kysely";
 import * as eventStore from "./0001_event_store.ts";
 import * as projections from "./0002_projections.ts";
+import * as api from "./0004_api.ts";
 
 /**
  * Every migration, in order. Listed statically (not read from the folder) so
@@ -9,6 +10,7 @@ import * as projections from "./0002_projections.ts";
 export const migrations: Record<string, Migration> = {
   "0001_event_store": eventStore,
   "0002_projections": projections,
+  "0004_api": api,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };
