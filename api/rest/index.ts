@@ -1,0 +1,36 @@
+import type { FastifyInstance } from "fastify";
+import { serializerCompiler } from "fastify-type-provider-zod";
+import type pg from "pg";
+import { enforceAccess } from "../http/access.ts";
+import { registerIdempotency, type IdempotencyOptions } from "../http/idempotency.ts";
+import { zodValidatorCompiler } from "../http/validation.ts";
+import type { RestDeps } from "./command.ts";
+import { environmentRoutes } from "./environments.ts";
+import { projectRoutes } from "./projects.ts";
+import { quotaRoutes } from "./quotas.ts";
+import { tenantRoutes } from "./tenants.ts";
+
+export interface RestOptions extends RestDeps {
+  readonly pool: pg.Pool;
+  readonly idempotency?: IdempotencyOptions;
+}
+
+/**
+ * The REST API under /v1, in its own encapsulated context: zod compilers for
+ * its schemas (other plugins keep fastify's defaults), JSON bodies only,
+ * access declared on every route and enforced before validation, and
+ * Idempotency-Key on POST.
+ */
+export async function restApi(app: FastifyInstance, options: RestOptions): Promise<void> {
+  app.setValidatorCompiler(zodValidatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.removeContentTypeParser("text/plain");
+  enforceAccess(app);
+  registerIdempotency(app, options.pool, options.idempotency);
+
+  const deps: RestDeps = { store: options.store, read: options.read, ryw: options.ryw, metrics: options.metrics };
+  await app.register(tenantRoutes, deps);
+  await app.register(projectRoutes, deps);
+  await app.register(environmentRoutes, deps);
+  await app.register(quotaRoutes, deps);
+}
