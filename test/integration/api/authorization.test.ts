@@ -1,0 +1,307 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { v7 as uuidv7 } from "uuid";
+import { createApiHarness, type ApiHarness, type TestActor } from "./support/harness.ts";
+import { actors, createTestAuth, type RecordedRoute } from "./support/test-auth.ts";
+
+/**
+ * Every route x every kind of caller -> the status it must get. The table is
+ * the specification: a route the server registers without a row here fails
+ * the test, so adding a route means deciding who may call it.
+ *
+ * The world: tenant A (projects P1 with environment E1, and P2) and tenant B.
+ * Callers: anonymous, B's tenant-admin ("other"), A's tenant-admin ("owner"),
+ * a project-member of A/P1, an auditor of A, a platform-admin.
+ */
+type Caller = "anonymous" | "other" | "owner" | "member" | "auditor" | "platform";
+const CALLERS: readonly Caller[] = ["anonymous", "other", "owner", "member", "auditor", "platform"];
+
+interface World {
+  readonly a: string;
+  readonly b: string;
+  readonly p1: string;
+  readonly p2: string;
+  readonly e1: string;
+}
+
+interface Row {
+  readonly method: string;
+  /** The route template as fastify registers it. */
+  readonly route: string;
+  /** Which instance of the route this row calls (several rows may share a route). */
+  readonly label?: string;
+  /** The concrete request; may prepare fresh resources (as platform-admin) first. */
+  request(world: World, h: MatrixHarness): Promise<{ url: string; payload?: Payload }>;
+  readonly expect: Readonly<Record<Caller, number>>;
+  /** For lists: the ids each caller may see must be exactly these. */
+  readonly sees?: (world: World) => Partial<Record<Caller, readonly string[]>>;
+  /** Undoes what a call changed, so rows stay independent. */
+  readonly after?: (world: World, h: ApiHarness) => Promise<unknown>;
+}
+
+const all = (status: number): Record<Caller, number> => ({ anonymous: status, other: status, owner: status, member: status, auditor: status, platform: status });
+const unique = () => `n-${uuidv7().slice(-12)}`;
+type Payload = Record<string, unknown>;
+const at = (url: string, payload?: Payload) => async () => ({ url, ...(payload !== undefined ? { payload } : {}) });
+
+const ROWS: readonly Row[] = [
+  // ---- internal routes: public ----
+  { method: "GET", route: "/healthz", request: at("/healthz"), expect: all(200) },
+  { method: "GET", route: "/readyz", request: at("/readyz"), expect: all(200) },
+  { method: "GET", route: "/metrics", request: at("/metrics"), expect: all(200) },
+  { method: "GET", route: "/v1/openapi.json", request: at("/v1/openapi.json"), expect: all(200) },
+
+  // ---- tenants ----
+  {
+    method: "POST",
+    route: "/v1/tenants",
+    request: async () => ({ url: "/v1/tenants", payload: { name: unique() } }),
+    expect: { anonymous: 401, other: 403, owner: 403, member: 403, auditor: 403, platform: 201 },
+  },
+  {
+    method: "GET",
+    route: "/v1/tenants",
+    request: at("/v1/tenants?limit=200"),
+    expect: { anonymous: 401, other: 200, owner: 200, member: 200, auditor: 200, platform: 200 },
+    sees: (w) => ({ other: [w.b], owner: [w.a], member: [w.a], auditor: [w.a] }),
+  },
+  {
+    method: "GET",
+    route: "/v1/tenants/:tenantId",
+    request: async (w) => ({ url: `/v1/tenants/${w.a}` }),
+    expect: { anonymous: 401, other: 404, owner: 200, member: 200, auditor: 200, platform: 200 },
+  },
+  {
+    method: "PATCH",
+    route: "/v1/tenants/:tenantId",
+    request: async (w) => ({ url: `/v1/tenants/${w.a}`, payload: { displayName: "Tenant A" } }),
+    expect: { anonymous: 401, other: 404, owner: 200, member: 403, auditor: 403, platform: 200 },
+  },
+  {
+    method: "POST",
+    route: "/v1/tenants/:tenantId/suspend",
+    request: async (w) => ({ url: `/v1/tenants/${w.a}/suspend`, payload: { reason: "matrix" } }),
+    expect: { anonymous: 401, other: 404, owner: 403, member: 403, auditor: 403, platform: 200 },
+    // Resumed after every call, so no other row meets a suspended tenant.
+    after: (w, h) => h.call(actors.platformAdmin(), { method: "POST", url: `/v1/tenants/${w.a}/resume` }),
+  },
+  {
+    method: "POST",
+    route: "/v1/tenants/:tenantId/resume",
+    request: async (w) => ({ url: `/v1/tenants/${w.a}/resume` }),
+    expect: { anonymous: 401, other: 404, owner: 403, member: 403, auditor: 403, platform: 200 },
+  },
+
+  // ---- projects ----
+  {
+    method: "POST",
+    route: "/v1/tenants/:tenantId/projects",
+    request: async (w) => ({ url: `/v1/tenants/${w.a}/projects`, payload: { name: unique() } }),
+    expect: { anonymous: 401, other: 404, owner: 201, member: 403, auditor: 403, platform: 201 },
+  },
+  {
+    method: "GET",
+    route: "/v1/tenants/:tenantId/projects",
+    request: async (w) => ({ url: `/v1/tenants/${w.a}/projects?limit=200&name=p1` }),
+    expect: { anonymous: 401, other: 404, owner: 200, member: 200, auditor: 200, platform: 200 },
+    sees: (w) => ({ owner: [w.p1], member: [w.p1], auditor: [w.p1], platform: [w.p1] }),
+  },
+  {
+    method: "GET",
+    route: "/v1/tenants/:tenantId/projects",
+    label: "only the member's own project",
+    request: async (w) => ({ url: `/v1/tenants/${w.a}/projects?limit=200&status=active` }),
+    expect: { anonymous: 401, other: 404, owner: 200, member: 200, auditor: 200, platform: 200 },
+    sees: (w) => ({ member: [w.p1] }),
+  },
+  {
+    method: "GET",
+    route: "/v1/tenants/:tenantId/projects/:projectId",
+    request: async (w) => ({ url: `/v1/tenants/${w.a}/projects/${w.p1}` }),
+    expect: { anonymous: 401, other: 404, owner: 200, member: 200, auditor: 200, platform: 200 },
+  },
+  {
+    method: "GET",
+    route: "/v1/tenants/:tenantId/projects/:projectId",
+    label: "a sibling project",
+    request: async (w) => ({ url: `/v1/tenants/${w.a}/projects/${w.p2}` }),
+    expect: { anonymous: 401, other: 404, owner: 200, member: 404, auditor: 200, platform: 200 },
+  },
+  {
+    method: "POST",
+    route: "/v1/tenants/:tenantId/projects/:projectId/archive",
+    // P1 keeps an active environment: whoever may archive gets the domain's 409, nobody archives it.
+    request: async (w) => ({ url: `/v1/tenants/${w.a}/projects/${w.p1}/archive` }),
+    expect: { anonymous: 401, other: 404, owner: 409, member: 403, auditor: 403, platform: 409 },
+  },
+
+  // ---- environments ----
+  {
+    method: "POST",
+    route: "/v1/tenants/:tenantId/projects/:projectId/environments",
+    request: async (w) => ({ url: `/v1/tenants/${w.a}/projects/${w.p1}/environments`, payload: { name: unique() } }),
+    expect: { anonymous: 401, other: 404, owner: 201, member: 201, auditor: 403, platform: 201 },
+  },
+  {
+    method: "POST",
+    route: "/v1/tenants/:tenantId/projects/:projectId/environments",
+    label: "in a sibling project",
+    request: async (w) => ({ url: `/v1/tenants/${w.a}/projects/${w.p2}/environments`, payload: { name: unique() } }),
+    expect: { anonymous: 401, other: 404, owner: 201, member: 404, auditor: 403, platform: 201 },
+  },
+  {
+    method: "GET",
+    route: "/v1/tenants/:tenantId/projects/:projectId/environments",
+    request: async (w) => ({ url: `/v1/tenants/${w.a}/projects/${w.p1}/environments?name=e1` }),
+    expect: { anonymous: 401, other: 404, owner: 200, member: 200, auditor: 200, platform: 200 },
+    sees: (w) => ({ owner: [w.e1], member: [w.e1], auditor: [w.e1], platform: [w.e1] }),
+  },
+  {
+    method: "GET",
+    route: "/v1/tenants/:tenantId/projects/:projectId/environments/:environmentId",
+    request: async (w) => ({ url: `/v1/tenants/${w.a}/projects/${w.p1}/environments/${w.e1}` }),
+    expect: { anonymous: 401, other: 404, owner: 200, member: 200, auditor: 200, platform: 200 },
+  },
+  {
+    method: "POST",
+    route: "/v1/tenants/:tenantId/projects/:projectId/environments/:environmentId/archive",
+    request: async (w, h) => ({ url: `/v1/tenants/${w.a}/projects/${w.p1}/environments/${await h.spareEnvironment(w)}/archive` }),
+    expect: { anonymous: 401, other: 404, owner: 200, member: 200, auditor: 403, platform: 200 },
+  },
+
+  // ---- quotas ----
+  {
+    method: "GET",
+    route: "/v1/tenants/:tenantId/quota",
+    request: async (w) => ({ url: `/v1/tenants/${w.a}/quota` }),
+    expect: { anonymous: 401, other: 404, owner: 200, member: 200, auditor: 200, platform: 200 },
+  },
+  {
+    method: "PUT",
+    route: "/v1/tenants/:tenantId/quota",
+    request: async (w) => ({ url: `/v1/tenants/${w.a}/quota`, payload: { limits: { vcpus: 100 } } }),
+    expect: { anonymous: 401, other: 404, owner: 403, member: 403, auditor: 403, platform: 200 },
+  },
+  {
+    method: "GET",
+    route: "/v1/tenants/:tenantId/projects/:projectId/quota",
+    request: async (w) => ({ url: `/v1/tenants/${w.a}/projects/${w.p1}/quota` }),
+    expect: { anonymous: 401, other: 404, owner: 200, member: 200, auditor: 200, platform: 200 },
+  },
+  {
+    method: "GET",
+    route: "/v1/tenants/:tenantId/projects/:projectId/quota",
+    label: "of a sibling project",
+    request: async (w) => ({ url: `/v1/tenants/${w.a}/projects/${w.p2}/quota` }),
+    expect: { anonymous: 401, other: 404, owner: 200, member: 404, auditor: 200, platform: 200 },
+  },
+  {
+    method: "PUT",
+    route: "/v1/tenants/:tenantId/projects/:projectId/quota",
+    request: async (w) => ({ url: `/v1/tenants/${w.a}/projects/${w.p1}/quota`, payload: { limits: { vcpus: 10 } } }),
+    expect: { anonymous: 401, other: 404, owner: 200, member: 403, auditor: 403, platform: 200 },
+  },
+];
+
+type MatrixHarness = ApiHarness & { spareEnvironment(world: World): Promise<string> };
+
+describe("authorization matrix", () => {
+  let h: MatrixHarness;
+  let world: World;
+  let callers: Record<Caller, TestActor | null>;
+  const routes: RecordedRoute[] = [];
+  const platform = actors.platformAdmin();
+
+  async function create(url: string, payload: Payload): Promise<string> {
+    const response = await h.call(platform, { method: "POST", url, payload });
+    expect(response.statusCode, response.body).toBe(201);
+    return JSON.parse(response.body).id as string;
+  }
+
+  beforeAll(async () => {
+    const base = await createApiHarness({ auth: createTestAuth({ routes }) });
+    h = Object.assign(base, {
+      spareEnvironment: (w: World) => create(`/v1/tenants/${w.a}/projects/${w.p1}/environments`, { name: unique() }),
+    });
+    const a = await create("/v1/tenants", { name: "tenant-a" });
+    const b = await create("/v1/tenants", { name: "tenant-b" });
+    const p1 = await create(`/v1/tenants/${a}/projects`, { name: "p1" });
+    const p2 = await create(`/v1/tenants/${a}/projects`, { name: "p2" });
+    await create(`/v1/tenants/${b}/projects`, { name: "q1" });
+    const e1 = await create(`/v1/tenants/${a}/projects/${p1}/environments`, { name: "e1" });
+    world = { a, b, p1, p2, e1 };
+    callers = {
+      anonymous: null,
+      other: actors.tenantAdmin(b),
+      owner: actors.tenantAdmin(a),
+      member: actors.member(a, p1),
+      auditor: actors.auditor(a),
+      platform,
+    };
+  });
+  afterAll(async () => {
+    await h?.dispose();
+  });
+
+  it("has a row for every route the server registers, and every row names a registered route", () => {
+    const registered = new Set(routes.filter((r) => r.method !== "HEAD").map((r) => `${r.method} ${r.url}`));
+    const covered = new Set(ROWS.map((row) => `${row.method} ${row.route}`));
+    expect(registered.size).toBeGreaterThan(20);
+    expect([...registered].filter((route) => !covered.has(route)), "routes without a row in the matrix").toEqual([]);
+    expect([...covered].filter((route) => !registered.has(route)), "rows for routes that do not exist").toEqual([]);
+  });
+
+  for (const row of ROWS) {
+    it(`${row.method} ${row.route}${row.label ? ` (${row.label})` : ""}`, async () => {
+      for (const caller of CALLERS) {
+        const { url, payload } = await row.request(world, h);
+        const response = await h.call(callers[caller], { method: row.method as "GET", url, ...(payload !== undefined ? { payload } : {}) });
+        const expected = row.expect[caller];
+        expect(response.statusCode, `${caller}: ${row.method} ${url} -> ${response.body.slice(0, 300)}`).toBe(expected);
+        if (expected >= 400) {
+          expect(response.headers["content-type"], caller).toMatch(/^application\/problem\+json/);
+          const problem = JSON.parse(response.body);
+          expect(problem.status).toBe(expected);
+        }
+        if (expected === 404) await expectSameAsMissing(caller, row, url, payload, response.body);
+        await row.after?.(world, h);
+        const visible = row.sees?.(world)[caller];
+        if (visible) {
+          const ids = (JSON.parse(response.body).items as Array<{ id: string }>).map((item) => item.id);
+          expect(ids.sort(), `${caller} sees exactly`).toEqual([...visible].sort());
+        }
+      }
+    });
+  }
+
+  it("never lists another tenant's rows to a tenant's admin, member or auditor", async () => {
+    for (const caller of ["other", "owner", "member", "auditor"] as const) {
+      const response = await h.call(callers[caller], { method: "GET", url: "/v1/tenants?limit=200" });
+      const tenants = (JSON.parse(response.body).items as Array<{ id: string }>).map((t) => t.id);
+      expect(tenants, caller).toEqual([caller === "other" ? world.b : world.a]);
+    }
+    const everything = await h.call(callers.platform, { method: "GET", url: "/v1/tenants?limit=200" });
+    expect(JSON.parse(everything.body).items.length).toBeGreaterThan(2);
+  });
+
+  /**
+   * No existence leak: a 404 for a resource the caller may not see is byte for
+   * byte the 404 for one that does not exist (ids, correlation and instance aside).
+   */
+  async function expectSameAsMissing(caller: Caller, row: Row, url: string, payload: Payload | undefined, body: string) {
+    const missing = `missing-${uuidv7()}`;
+    // Replace the id of the outermost thing the caller cannot see; the problem's code says which.
+    const problem = JSON.parse(body) as { code: string };
+    const segment = { tenant_not_found: 3, project_not_found: 5, environment_not_found: 7 }[problem.code];
+    if (segment === undefined) throw new Error(`unexpected 404 code ${problem.code}`);
+    const path = url.split("?")[0]!.split("/");
+    const target = path[segment];
+    if (!target) throw new Error(`no id at segment ${segment} of ${url}`);
+    path[segment] = missing;
+    const other = path.join("/") + (url.includes("?") ? url.slice(url.indexOf("?")) : "");
+    const response = await h.call(callers[caller], { method: row.method as "GET", url: other, ...(payload !== undefined ? { payload } : {}) });
+    const normalize = (text: string, id: string, path: string) =>
+      JSON.stringify({ ...JSON.parse(text.replaceAll(id, "<id>")), correlationId: undefined, instance: path.split("?")[0]!.replaceAll(id, "<id>") });
+    expect(response.statusCode).toBe(404);
+    expect(normalize(response.body, missing, other), `${caller} ${row.method} ${url}`).toBe(normalize(body, target, url));
+  }
+});

@@ -1,0 +1,38 @@
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from "fastify";
+import { ProjectionRunner, tenancyProjection } from "../../../../projections/index.ts";
+import { buildServer, type ServerOptions } from "../../../../api/server.ts";
+import { createHarness, type ProjectionHarness } from "../../projections/support.ts";
+import { actorHeader, testAuth } from "./test-auth.ts";
+import type { AuthenticatedActor } from "../../../../api/auth/types.ts";
+
+export type TestActor = Omit<AuthenticatedActor, "issuer">;
+
+export interface ApiHarness {
+  readonly db: ProjectionHarness;
+  readonly runner: ProjectionRunner;
+  readonly app: FastifyInstance;
+  /** app.inject as `actor` (null: anonymous). */
+  call(actor: TestActor | null, options: InjectOptions): Promise<LightMyRequestResponse>;
+  dispose(): Promise<void>;
+}
+
+/** A fresh database, a running tenancy runner and a server on it with the test-only auth. */
+export async function createApiHarness(overrides: Partial<ServerOptions> = {}): Promise<ApiHarness> {
+  const db = await createHarness();
+  const runner = new ProjectionRunner({ pool: db.pool, store: db.store, projections: [tenancyProjection], pollIntervalMs: 200 });
+  await runner.start();
+  const app = await buildServer({ pool: db.pool, store: db.store, runner, auth: testAuth, rateLimit: { max: 100_000, timeWindow: 60_000 }, ...overrides });
+  return {
+    db,
+    runner,
+    app,
+    call(actor, options) {
+      return app.inject({ ...options, headers: { ...actorHeader(actor), ...(options.headers ?? {}) } });
+    },
+    async dispose() {
+      await app.close();
+      await runner.stop();
+      await db.dispose();
+    },
+  };
+}
