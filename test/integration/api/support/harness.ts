@@ -21,7 +21,16 @@ export async function createApiHarness(overrides: Partial<ServerOptions> = {}): 
   const db = await createHarness();
   const runner = new ProjectionRunner({ pool: db.pool, store: db.store, projections: [tenancyProjection], pollIntervalMs: 200 });
   await runner.start();
-  const app = await buildServer({ pool: db.pool, store: db.store, runner, auth: testAuth, rateLimit: { max: 100_000, timeWindow: 60_000 }, ...overrides });
+  const app = await buildServer({
+    pool: db.pool,
+    store: db.store,
+    runner,
+    auth: testAuth,
+    rateLimit: { max: 100_000, timeWindow: 60_000 },
+    // Generous: other test files' open transactions on the shared server can hold the log back for a moment.
+    readYourWrites: { writeWaitMs: 20_000, readWaitMs: 20_000 },
+    ...overrides,
+  });
   return {
     db,
     runner,
