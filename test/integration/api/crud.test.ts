@@ -446,6 +446,39 @@ describe("REST /v1 against Postgres", () => {
       }
     });
 
+    it("logs through pino with the correlation id on every line of a request, and 5xx without leaking the cause", async () => {
+      const lines: Array<Record<string, any>> = [];
+      const stream = { write: (line: string) => void lines.push(JSON.parse(line)) };
+      const logged = await createApiHarness({ logger: { level: "info", stream } });
+      try {
+        const correlationId = `log-${uuidv7()}`;
+        await logged.call(admin, { method: "POST", url: "/v1/tenants", payload: { name: "logged" }, headers: { "x-correlation-id": correlationId } });
+        const mine = lines.filter((line) => line.correlationId === correlationId);
+        expect(mine.map((line) => line.msg)).toEqual(expect.arrayContaining(["incoming request", "command ran", "request completed"]));
+        expect(mine.find((line) => line.msg === "command ran")).toMatchObject({ command: "CreateTenant", appended: 1 });
+
+        // An unexpected error: a 500 problem that names only the correlation id; the log has the cause.
+        const original = logged.db.store.readStream.bind(logged.db.store);
+        logged.db.store.readStream = async () => {
+          throw new Error("disk on fire at /var/lib/secret");
+        };
+        try {
+          const failing = await logged.call(admin, { method: "POST", url: "/v1/tenants", payload: { name: "boom" }, headers: { "x-correlation-id": `${correlationId}-2` } });
+          expect(failing.statusCode).toBe(500);
+          expect(failing.headers["content-type"]).toMatch(/^application\/problem\+json/);
+          const problem = json(failing.body);
+          expect(problem).toMatchObject({ code: "internal_error", status: 500, correlationId: `${correlationId}-2` });
+          expect(failing.body).not.toMatch(/disk on fire|secret|at .*\.ts/);
+          const errorLine = lines.find((line) => line.correlationId === `${correlationId}-2` && line.level >= 50);
+          expect(errorLine?.err?.message).toBe("disk on fire at /var/lib/secret");
+        } finally {
+          logged.db.store.readStream = original;
+        }
+      } finally {
+        await logged.dispose();
+      }
+    });
+
     it("rate limits per actor with a 429 problem and Retry-After", async () => {
       const limited = await createApiHarness({ rateLimit: { max: 3, timeWindow: 60_000 } });
       try {
