@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { QUOTA_RESOURCES, type QuotaLimits } from "../../domain/sentral/limits.ts";
 import { DescriptionSchema, DisplayNameSchema, IdSchema, NameSchema } from "../../domain/sentral/names.ts";
+import { PLATFORM_TENANT } from "../../domain/shared/envelope.ts";
 import type { EnvironmentRow, ProjectRow, TenantRow } from "../../projections/sentral/tenancy.ts";
 import { pageSchema } from "../http/pagination.ts";
 import type { QuotaView } from "../read/tenancy.ts";
@@ -90,8 +91,13 @@ apiSchemas.add(AcceptedSchema, { id: "Accepted" });
 
 // ---- request bodies --------------------------------------------------------
 
+/** A client-chosen id ends up in URLs: URL-safe characters only (RFC 3986 unreserved). */
+const ClientId = IdSchema.regex(/^[A-Za-z0-9._~-]*$/, { message: "may contain only A-Z a-z 0-9 . _ ~ -" }).describe(
+  "Client-chosen id (URL-safe); a UUIDv7 is generated when absent",
+);
+
 export const CreateTenantBody = z.strictObject({
-  id: IdSchema.optional().describe("Client-chosen id; a UUIDv7 is generated when absent"),
+  id: ClientId.refine((id) => id !== PLATFORM_TENANT, { message: `"${PLATFORM_TENANT}" is the platform's own scope` }).optional(),
   name: NameSchema,
   displayName: DisplayNameSchema.optional(),
 });
@@ -113,13 +119,13 @@ export const SuspendTenantBody = z.strictObject({
 export const EmptyBody = z.strictObject({}).nullish();
 
 export const CreateProjectBody = z.strictObject({
-  id: IdSchema.optional().describe("Client-chosen id; a UUIDv7 is generated when absent"),
+  id: ClientId.optional(),
   name: NameSchema,
   description: DescriptionSchema.optional(),
 });
 
 export const CreateEnvironmentBody = z.strictObject({
-  id: IdSchema.optional().describe("Client-chosen id; a UUIDv7 is generated when absent"),
+  id: ClientId.optional(),
   name: NameSchema,
 });
 

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { v7 as uuidv7 } from "uuid";
+import { parsePosition } from "../../../adapters/eventstore/position.ts";
 import { createApiHarness, type ApiHarness } from "./support/harness.ts";
 import { actors } from "./support/test-auth.ts";
 
@@ -52,6 +53,10 @@ describe("REST /v1 against Postgres", () => {
       const again = await h.call(admin, { method: "POST", url: "/v1/tenants", payload: { id, name: "client-id" } });
       expect(again.statusCode).toBe(200);
       expect(again.headers.etag).toBe('W/"0"');
+      for (const bad of ["a/b", "white space", "platform", ""]) {
+        const refused = await h.call(admin, { method: "POST", url: "/v1/tenants", payload: { id: bad, name: "bad-id" } });
+        expect([refused.statusCode, json(refused.body).errors[0].path], bad).toEqual([400, "id"]);
+      }
       const clash = await h.call(admin, { method: "POST", url: "/v1/tenants", payload: { id, name: "other-name" } });
       expect(clash.statusCode).toBe(409);
       expect(json(clash.body)).toMatchObject({ code: "tenant_exists", type: "https://dataverket.dev/problems/tenant_exists", status: 409 });
@@ -242,7 +247,7 @@ describe("REST /v1 against Postgres", () => {
       expect(ok.statusCode).toBe(200);
       expect(ok.headers.etag).toBe('W/"1"');
 
-      const head = await h.db.store.headPosition();
+      const head = await h.written();
       const stale = await h.call(admin, { method: "PATCH", url, payload: { name: "pinned-3" }, headers: { "if-match": etag } });
       expect(stale.statusCode).toBe(412);
       expect(json(stale.body)).toMatchObject({ code: "precondition_failed", details: { expectedVersion: 0, currentVersion: 1 } });
@@ -250,7 +255,7 @@ describe("REST /v1 against Postgres", () => {
       expect(staleDisplay.statusCode).toBe(412);
       const staleProject = await h.call(admin, { method: "POST", url: `${url}/projects`, payload: { name: "p" }, headers: { "if-match": etag } });
       expect(staleProject.statusCode).toBe(412);
-      expect(await h.db.store.headPosition()).toEqual(head);
+      expect(await h.written()).toEqual(head);
 
       const strong = await h.call(admin, { method: "POST", url: `${url}/projects`, payload: { name: "p" }, headers: { "if-match": '"1"' } });
       expect(strong.statusCode).toBe(201);
@@ -278,14 +283,14 @@ describe("REST /v1 against Postgres", () => {
       const key = `key-${uuidv7()}`;
       const first = await h.call(admin, { method: "POST", url: "/v1/tenants", payload: { name: "idem" }, headers: { "idempotency-key": key } });
       expect(first.statusCode).toBe(201);
-      const head = await h.db.store.headPosition();
+      const head = await h.written();
 
       const replay = await h.call(admin, { method: "POST", url: "/v1/tenants", payload: { name: "idem" }, headers: { "idempotency-key": key } });
       expect(replay.statusCode).toBe(201);
       expect(replay.body).toBe(first.body);
       expect(replay.headers["idempotency-replayed"]).toBe("true");
       for (const name of ["etag", "location", "x-dv-position", "content-type"]) expect(replay.headers[name]).toBe(first.headers[name]);
-      expect(await h.db.store.headPosition()).toEqual(head);
+      expect(await h.written()).toEqual(head);
 
       const other = await h.call(admin, { method: "POST", url: "/v1/tenants", payload: { name: "idem-other" }, headers: { "idempotency-key": key } });
       expect(other.statusCode).toBe(422);
@@ -435,8 +440,9 @@ describe("REST /v1 against Postgres", () => {
       const lagging = await createApiHarness({ readiness: { maxLagMs: 0 }, readYourWrites: { writeWaitMs: 1 } });
       try {
         await lagging.runner.stop();
-        await lagging.call(admin, { method: "POST", url: "/v1/tenants", payload: { name: "lag" } });
-        await lagging.db.store.waitUntilReadable(await lagging.db.store.headPosition());
+        const write = await lagging.call(admin, { method: "POST", url: "/v1/tenants", payload: { name: "lag" } });
+        // Readable by the log's readers (other files' open transactions on the shared server can delay it).
+        await lagging.db.store.waitUntilReadable(parsePosition(write.headers["x-dv-position"] as string), 20_000);
         await new Promise((resolve) => setTimeout(resolve, 5));
         const ready = await lagging.app.inject({ method: "GET", url: "/readyz" });
         expect(ready.statusCode).toBe(503);

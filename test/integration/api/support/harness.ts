@@ -13,6 +13,11 @@ export interface ApiHarness {
   readonly app: FastifyInstance;
   /** app.inject as `actor` (null: anonymous). */
   call(actor: TestActor | null, options: InjectOptions): Promise<LightMyRequestResponse>;
+  /**
+   * Every event written so far, counted in the table: unlike store.headPosition(),
+   * not held back by other test files' open transactions on the shared server.
+   */
+  written(): Promise<{ count: number; last: string | null }>;
   dispose(): Promise<void>;
 }
 
@@ -37,6 +42,12 @@ export async function createApiHarness(overrides: Partial<ServerOptions> = {}): 
     app,
     call(actor, options) {
       return app.inject({ ...options, headers: { ...actorHeader(actor), ...(options.headers ?? {}) } });
+    },
+    async written() {
+      const { rows } = await db.pool.query<{ count: string; last: string | null }>(
+        "select count(*) as count, max(global_position)::text as last from eventstore.events",
+      );
+      return { count: Number(rows[0]!.count), last: rows[0]!.last };
     },
     async dispose() {
       await app.close();
