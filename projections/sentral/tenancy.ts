@@ -190,6 +190,10 @@ export const tenancyProjection = defineProjection<TenancyTables>({
       .execute();
   },
 
+  handleBatch(db, events, { schema }) {
+    return applyTenancyBatch(db, events, schema);
+  },
+
   async handle(db, recorded) {
     const event = parseTenancyEvent(recorded);
     if (!event) return;
@@ -366,4 +370,439 @@ async function expectOne(result: Promise<{ numUpdatedRows: bigint }>, recorded: 
   if (numUpdatedRows !== 1n) {
     throw new Error(`${recorded.type} ${recorded.id} (stream ${recorded.streamId}@${recorded.streamPosition}) matched ${numUpdatedRows} rows, expected 1`);
   }
+}
+
+// --- The batch path ---------------------------------------------------------------------------
+//
+// `handle` above is the reference: one event, a few statements. The batch
+// path must leave exactly the rows that `handle` applied to each event in turn
+// would leave, and fail whenever that would fail (test/integration/projections
+// /tenancy-batch.test.ts checks both on random histories). It reads nothing:
+//
+// - rows created in the batch are built in memory, later events of the batch
+//   change them there, and one multi-row INSERT per table writes them (a key
+//   that exists already fails it, as the per-event insert would);
+// - changes to rows from earlier batches are merged per key into a patch
+//   (the last value of each column wins) and written by one UPDATE ... FROM
+//   unnest(...) RETURNING the key per table; a patched key that no row has is
+//   the per-event "matched 0 rows" failure, reported for its first event;
+// - quotas are upserts per event: one statement updates the rows that exist
+//   with the merged patch and inserts the others.
+//
+// An event that creates a key the batch already changed or created fails,
+// because per event it always would (a duplicate insert, or the earlier
+// update found no row). So at most seven statements per batch.
+
+/** A tenant row as written by TenantCreated and changed in memory by the rest of the batch. */
+interface TenantValues {
+  tenant_id: string;
+  name: string;
+  display_name: string | null;
+  status: TenantStatus;
+  suspended_reason: string | null;
+  created_at: Date;
+  updated_at: Date;
+  version: number;
+  stream_version: number;
+}
+
+interface ProjectValues {
+  tenant_id: string;
+  project_id: string;
+  name: string;
+  description: string | null;
+  status: LifecycleStatus;
+  created_at: Date;
+  updated_at: Date;
+  version: number;
+}
+
+interface EnvironmentValues {
+  tenant_id: string;
+  project_id: string;
+  environment_id: string;
+  name: string;
+  status: LifecycleStatus;
+  created_at: Date;
+  updated_at: Date;
+  version: number;
+}
+
+/** Changes to a row that existed before the batch; `first` is the first event that needed the row. */
+interface Patch {
+  readonly first: RecordedEvent;
+  readonly order: number;
+}
+
+interface TenantPatch extends Patch {
+  readonly tenant_id: string;
+  named?: { name: string; display_name: string | null };
+  status?: { status: TenantStatus; suspended_reason: string | null };
+  updated?: { at: Date; version: number };
+  stream_version: number;
+}
+
+interface ArchivePatch extends Patch {
+  readonly keys: readonly string[];
+  at: Date;
+  version: number;
+}
+
+type QuotaColumn = (typeof QUOTA_COLUMNS)[QuotaResource];
+const QUOTA_COLUMN_LIST = QUOTA_RESOURCES.map((resource) => QUOTA_COLUMNS[resource]);
+
+/** Every quota set of one scope in the batch: the merged patch, and what an insert would write. */
+interface QuotaChange {
+  readonly tenant_id: string;
+  readonly scope_kind: QuotaScopeKind;
+  readonly scope_id: string;
+  readonly project_id: string | null;
+  readonly set: Map<QuotaColumn, number | null>;
+  /** Of the first set in the batch: the row's created_at if it did not exist. */
+  readonly created_at: Date;
+  updated_at: Date;
+  version: number;
+}
+
+const keyOf = (...parts: string[]) => JSON.stringify(parts);
+
+async function applyTenancyBatch(db: Kysely<TenancyTables>, events: readonly RecordedEvent[], schema: string): Promise<void> {
+  const batch = new TenancyBatch();
+  for (let order = 0; order < events.length; order++) {
+    const recorded = events[order]!;
+    const event = parseTenancyEvent(recorded);
+    if (event) batch.apply(recorded, event, order);
+  }
+  await batch.flush(db, schema);
+}
+
+class TenancyBatch {
+  private readonly tenants = new Map<string, TenantValues>();
+  private readonly tenantPatches = new Map<string, TenantPatch>();
+  private readonly projects = new Map<string, ProjectValues>();
+  private readonly projectPatches = new Map<string, ArchivePatch>();
+  private readonly environments = new Map<string, EnvironmentValues>();
+  private readonly environmentPatches = new Map<string, ArchivePatch>();
+  private readonly quotas = new Map<string, QuotaChange>();
+
+  apply(recorded: RecordedEvent, event: TenancyEvent, order: number): void {
+    const at = recorded.occurredAt;
+    const version = recorded.streamPosition;
+    const { tenantId } = event.data;
+
+    switch (event.type) {
+      case "TenantCreated":
+        if (this.tenants.has(tenantId) || this.tenantPatches.has(tenantId)) throw duplicate(recorded, "tenants");
+        this.tenants.set(tenantId, {
+          tenant_id: tenantId,
+          name: event.data.name,
+          display_name: storable(event.data.displayName),
+          status: "active",
+          suspended_reason: null,
+          created_at: at,
+          updated_at: at,
+          version,
+          stream_version: version,
+        });
+        return;
+      case "TenantRenamed":
+        this.updateTenant(recorded, order, tenantId, { named: { name: event.data.name, display_name: storable(event.data.displayName) } });
+        return;
+      case "TenantSuspended":
+        this.updateTenant(recorded, order, tenantId, { status: { status: "suspended", suspended_reason: storable(event.data.reason) } });
+        return;
+      case "TenantResumed":
+        this.updateTenant(recorded, order, tenantId, { status: { status: "active", suspended_reason: null } });
+        return;
+      case "ProjectCreated": {
+        const key = keyOf(tenantId, event.data.projectId);
+        if (this.projects.has(key) || this.projectPatches.has(key)) throw duplicate(recorded, "projects");
+        this.projects.set(key, {
+          tenant_id: tenantId,
+          project_id: event.data.projectId,
+          name: event.data.name,
+          description: event.data.description,
+          status: "active",
+          created_at: at,
+          updated_at: at,
+          version,
+        });
+        break;
+      }
+      case "ProjectArchived":
+        archive(this.projects, this.projectPatches, [tenantId, event.data.projectId], recorded, order);
+        break;
+      case "EnvironmentCreated": {
+        const key = keyOf(tenantId, event.data.projectId, event.data.environmentId);
+        if (this.environments.has(key) || this.environmentPatches.has(key)) throw duplicate(recorded, "environments");
+        this.environments.set(key, {
+          tenant_id: tenantId,
+          project_id: event.data.projectId,
+          environment_id: event.data.environmentId,
+          name: event.data.name,
+          status: "active",
+          created_at: at,
+          updated_at: at,
+          version,
+        });
+        break;
+      }
+      case "EnvironmentArchived":
+        archive(this.environments, this.environmentPatches, [tenantId, event.data.projectId, event.data.environmentId], recorded, order);
+        break;
+      case "TenantQuotaSet":
+        this.setQuota(recorded, tenantId, "tenant", tenantId, null, event.data.limits);
+        break;
+      case "ProjectQuotaSet":
+        this.setQuota(recorded, tenantId, "project", event.data.projectId, event.data.projectId, event.data.limits);
+        break;
+    }
+    // Events about a tenant's projects, environments and quotas still advance its stream.
+    const tenant = this.tenants.get(tenantId);
+    if (tenant) tenant.stream_version = version;
+    else this.tenantPatch(recorded, order, tenantId).stream_version = version;
+  }
+
+  private updateTenant(
+    recorded: RecordedEvent,
+    order: number,
+    tenantId: string,
+    change: Pick<TenantPatch, "named" | "status">,
+  ): void {
+    const at = recorded.occurredAt;
+    const version = recorded.streamPosition;
+    const tenant = this.tenants.get(tenantId);
+    if (tenant) {
+      if (change.named) Object.assign(tenant, change.named);
+      if (change.status) Object.assign(tenant, change.status);
+      tenant.updated_at = at;
+      tenant.version = version;
+      tenant.stream_version = version;
+      return;
+    }
+    const patch = this.tenantPatch(recorded, order, tenantId);
+    if (change.named) patch.named = change.named;
+    if (change.status) patch.status = change.status;
+    patch.updated = { at, version };
+    patch.stream_version = version;
+  }
+
+  private tenantPatch(recorded: RecordedEvent, order: number, tenantId: string): TenantPatch {
+    let patch = this.tenantPatches.get(tenantId);
+    if (!patch) {
+      patch = { first: recorded, order, tenant_id: tenantId, stream_version: recorded.streamPosition };
+      this.tenantPatches.set(tenantId, patch);
+    }
+    return patch;
+  }
+
+  private setQuota(
+    recorded: RecordedEvent,
+    tenantId: string,
+    kind: QuotaScopeKind,
+    scopeId: string,
+    projectId: string | null,
+    limits: QuotaLimitsPatch,
+  ): void {
+    const key = keyOf(tenantId, kind, scopeId);
+    let change = this.quotas.get(key);
+    if (!change) {
+      change = {
+        tenant_id: tenantId,
+        scope_kind: kind,
+        scope_id: scopeId,
+        project_id: projectId,
+        set: new Map(),
+        created_at: recorded.occurredAt,
+        updated_at: recorded.occurredAt,
+        version: recorded.streamPosition,
+      };
+      this.quotas.set(key, change);
+    }
+    // Named resources change (a number sets, null clears); the others keep their value.
+    for (const resource of QUOTA_RESOURCES) {
+      const value = limits[resource];
+      if (value !== undefined) change.set.set(QUOTA_COLUMNS[resource], value);
+    }
+    change.updated_at = recorded.occurredAt;
+    change.version = recorded.streamPosition;
+  }
+
+  async flush(db: Kysely<TenancyTables>, schema: string): Promise<void> {
+    const table = (name: keyof TenancyTables) => sql.table(`${schema}.${name}`);
+
+    const tenants = [...this.tenants.values()];
+    if (tenants.length) {
+      await sql`insert into ${table("tenants")}
+          (tenant_id, name, display_name, status, suspended_reason, created_at, updated_at, version, stream_version)
+        select * from unnest(
+          ${column(tenants, "tenant_id")}::text[], ${column(tenants, "name")}::text[], ${column(tenants, "display_name")}::text[],
+          ${column(tenants, "status")}::text[], ${column(tenants, "suspended_reason")}::text[],
+          ${column(tenants, "created_at")}::timestamptz[], ${column(tenants, "updated_at")}::timestamptz[],
+          ${column(tenants, "version")}::int4[], ${column(tenants, "stream_version")}::int4[])`.execute(db);
+    }
+    const tenantPatches = [...this.tenantPatches.values()];
+    if (tenantPatches.length) {
+      const { rows } = await sql<{ tenant_id: string }>`update ${table("tenants")} as t
+           set name = case when v.named then v.name else t.name end,
+               display_name = case when v.named then v.display_name else t.display_name end,
+               status = case when v.status_set then v.status else t.status end,
+               suspended_reason = case when v.status_set then v.suspended_reason else t.suspended_reason end,
+               updated_at = coalesce(v.updated_at, t.updated_at),
+               version = coalesce(v.version, t.version),
+               stream_version = v.stream_version
+          from unnest(
+            ${tenantPatches.map((p) => p.tenant_id)}::text[],
+            ${tenantPatches.map((p) => p.named !== undefined)}::bool[],
+            ${tenantPatches.map((p) => p.named?.name ?? null)}::text[],
+            ${tenantPatches.map((p) => p.named?.display_name ?? null)}::text[],
+            ${tenantPatches.map((p) => p.status !== undefined)}::bool[],
+            ${tenantPatches.map((p) => p.status?.status ?? null)}::text[],
+            ${tenantPatches.map((p) => p.status?.suspended_reason ?? null)}::text[],
+            ${tenantPatches.map((p) => p.updated?.at ?? null)}::timestamptz[],
+            ${tenantPatches.map((p) => p.updated?.version ?? null)}::int4[],
+            ${tenantPatches.map((p) => p.stream_version)}::int4[])
+            as v(tenant_id, named, name, display_name, status_set, status, suspended_reason, updated_at, version, stream_version)
+         where t.tenant_id = v.tenant_id
+        returning t.tenant_id`.execute(db);
+      expectAll(this.tenantPatches, rows.map((row) => row.tenant_id));
+    }
+
+    const projects = [...this.projects.values()];
+    if (projects.length) {
+      await sql`insert into ${table("projects")}
+          (tenant_id, project_id, name, description, status, created_at, updated_at, version)
+        select * from unnest(
+          ${column(projects, "tenant_id")}::text[], ${column(projects, "project_id")}::text[], ${column(projects, "name")}::text[],
+          ${column(projects, "description")}::text[], ${column(projects, "status")}::text[],
+          ${column(projects, "created_at")}::timestamptz[], ${column(projects, "updated_at")}::timestamptz[],
+          ${column(projects, "version")}::int4[])`.execute(db);
+    }
+    const projectPatches = [...this.projectPatches.values()];
+    if (projectPatches.length) {
+      const { rows } = await sql<{ tenant_id: string; project_id: string }>`update ${table("projects")} as p
+           set status = 'archived', updated_at = v.updated_at, version = v.version
+          from unnest(
+            ${projectPatches.map((p) => p.keys[0])}::text[], ${projectPatches.map((p) => p.keys[1])}::text[],
+            ${projectPatches.map((p) => p.at)}::timestamptz[], ${projectPatches.map((p) => p.version)}::int4[])
+            as v(tenant_id, project_id, updated_at, version)
+         where p.tenant_id = v.tenant_id and p.project_id = v.project_id
+        returning p.tenant_id, p.project_id`.execute(db);
+      expectAll(this.projectPatches, rows.map((row) => keyOf(row.tenant_id, row.project_id)));
+    }
+
+    const environments = [...this.environments.values()];
+    if (environments.length) {
+      await sql`insert into ${table("environments")}
+          (tenant_id, project_id, environment_id, name, status, created_at, updated_at, version)
+        select * from unnest(
+          ${column(environments, "tenant_id")}::text[], ${column(environments, "project_id")}::text[],
+          ${column(environments, "environment_id")}::text[], ${column(environments, "name")}::text[],
+          ${column(environments, "status")}::text[],
+          ${column(environments, "created_at")}::timestamptz[], ${column(environments, "updated_at")}::timestamptz[],
+          ${column(environments, "version")}::int4[])`.execute(db);
+    }
+    const environmentPatches = [...this.environmentPatches.values()];
+    if (environmentPatches.length) {
+      const { rows } = await sql<{ tenant_id: string; project_id: string; environment_id: string }>`update ${table("environments")} as e
+           set status = 'archived', updated_at = v.updated_at, version = v.version
+          from unnest(
+            ${environmentPatches.map((p) => p.keys[0])}::text[], ${environmentPatches.map((p) => p.keys[1])}::text[],
+            ${environmentPatches.map((p) => p.keys[2])}::text[],
+            ${environmentPatches.map((p) => p.at)}::timestamptz[], ${environmentPatches.map((p) => p.version)}::int4[])
+            as v(tenant_id, project_id, environment_id, updated_at, version)
+         where e.tenant_id = v.tenant_id and e.project_id = v.project_id and e.environment_id = v.environment_id
+        returning e.tenant_id, e.project_id, e.environment_id`.execute(db);
+      expectAll(this.environmentPatches, rows.map((row) => keyOf(row.tenant_id, row.project_id, row.environment_id)));
+    }
+
+    const quotas = [...this.quotas.values()];
+    if (quotas.length) {
+      // Existing rows get the merged patch; the others are inserted as the first set would have (unnamed limits null).
+      const limit = (name: QuotaColumn) => sql`${quotas.map((q) => q.set.get(name) ?? null)}::int8[]`;
+      const named = (name: QuotaColumn) => sql`${quotas.map((q) => q.set.has(name))}::bool[]`;
+      const columns = QUOTA_COLUMN_LIST.map((name) => sql.ref(name));
+      await sql`with v as (
+          select * from unnest(
+            ${column(quotas, "tenant_id")}::text[], ${column(quotas, "scope_kind")}::text[], ${column(quotas, "scope_id")}::text[],
+            ${column(quotas, "project_id")}::text[],
+            ${sql.join(QUOTA_COLUMN_LIST.map(limit))}, ${sql.join(QUOTA_COLUMN_LIST.map(named))},
+            ${column(quotas, "created_at")}::timestamptz[], ${column(quotas, "updated_at")}::timestamptz[],
+            ${column(quotas, "version")}::int4[])
+            as v(tenant_id, scope_kind, scope_id, project_id,
+                 ${sql.join(columns)}, ${sql.join(QUOTA_COLUMN_LIST.map((name) => sql.ref(`${name}_named`)))},
+                 created_at, updated_at, version)
+        ), updated as (
+          update ${table("quotas")} as q
+             set ${sql.join(QUOTA_COLUMN_LIST.map((name) => sql`${sql.ref(name)} = case when ${sql.ref(`v.${name}_named`)} then ${sql.ref(`v.${name}`)} else ${sql.ref(`q.${name}`)} end`))},
+                 updated_at = v.updated_at, version = v.version
+            from v
+           where q.tenant_id = v.tenant_id and q.scope_kind = v.scope_kind and q.scope_id = v.scope_id
+          returning q.tenant_id, q.scope_kind, q.scope_id
+        )
+        insert into ${table("quotas")} (tenant_id, scope_kind, scope_id, project_id, ${sql.join(columns)}, created_at, updated_at, version)
+        select v.tenant_id, v.scope_kind, v.scope_id, v.project_id, ${sql.join(QUOTA_COLUMN_LIST.map((name) => sql.ref(`v.${name}`)))},
+               v.created_at, v.updated_at, v.version
+          from v
+         where not exists (select 1 from updated u
+                            where u.tenant_id = v.tenant_id and u.scope_kind = v.scope_kind and u.scope_id = v.scope_id)`.execute(db);
+    }
+  }
+}
+
+function archive<Row extends { status: LifecycleStatus; updated_at: Date; version: number }>(
+  created: Map<string, Row>,
+  patches: Map<string, ArchivePatch>,
+  keys: readonly string[],
+  recorded: RecordedEvent,
+  order: number,
+): void {
+  const key = keyOf(...keys);
+  const row = created.get(key);
+  if (row) {
+    row.status = "archived";
+    row.updated_at = recorded.occurredAt;
+    row.version = recorded.streamPosition;
+    return;
+  }
+  const patch = patches.get(key);
+  if (patch) {
+    patch.at = recorded.occurredAt;
+    patch.version = recorded.streamPosition;
+  } else {
+    patches.set(key, { first: recorded, order, keys, at: recorded.occurredAt, version: recorded.streamPosition });
+  }
+}
+
+function column<Row, K extends keyof Row>(rows: readonly Row[], name: K): Row[K][] {
+  return rows.map((row) => row[name]);
+}
+
+/** Every patched key must have matched a row: the first event (in log order) whose row was missing fails the batch. */
+function expectAll(patches: Map<string, Patch>, matched: readonly string[]): void {
+  if (matched.length === patches.size) return;
+  const found = new Set(matched);
+  let missing: Patch | undefined;
+  for (const [key, patch] of patches) if (!found.has(key) && (!missing || patch.order < missing.order)) missing = patch;
+  if (!missing) return;
+  const { first } = missing;
+  throw new Error(`${first.type} ${first.id} (stream ${first.streamId}@${first.streamPosition}) matched 0 rows, expected 1`);
+}
+
+/** The per-event path fails here on its insert; so does the batch, without waiting for the flush. */
+function duplicate(recorded: RecordedEvent, table: keyof TenancyTables): Error {
+  return new Error(
+    `${recorded.type} ${recorded.id} (stream ${recorded.streamId}@${recorded.streamPosition}): duplicate key in ${table}`,
+  );
+}
+
+/**
+ * Postgres refuses NUL in text. The per-event path sends every value, so it
+ * fails on such a value even when a later event of the batch overwrites it;
+ * the batch path only sends final values, so it checks the ones that can be
+ * overwritten (the others reach Postgres anyway).
+ */
+function storable<T extends string | null>(value: T): T {
+  if (value !== null && value.includes("\u0000")) throw new Error('invalid byte sequence for encoding "UTF8": 0x00');
+  return value;
 }
