@@ -1,0 +1,1 @@
+export { executeIdentityCommand, identityHandler, roleScope } from "./grants.ts";
