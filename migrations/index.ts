@@ -1,6 +1,7 @@
 import { Migrator, type Kysely, type Migration, type MigrationProvider } from "kysely";
 import * as eventStore from "./0001_event_store.ts";
 import * as projections from "./0002_projections.ts";
+import * as identitet from "./0003_identitet.ts";
 import * as api from "./0004_api.ts";
 
 /**
@@ -10,6 +11,7 @@ import * as api from "./0004_api.ts";
 export const migrations: Record<string, Migration> = {
   "0001_event_store": eventStore,
   "0002_projections": projections,
+  "0003_identitet": identitet,
   "0004_api": api,
 };
 
