@@ -55,7 +55,9 @@ export async function registerOpenApi(app: FastifyInstance, info: OpenApiInfo = 
     },
     transform: (input) => {
       const schema = input.schema as Record<string, unknown> | undefined;
-      if (!schema || schema.hide || !usesZod(schema)) return zodTransform(input);
+      if (!schema || schema.hide) return zodTransform(input);
+      // Another plugin's route with plain JSON schemas (mercurius): already what the document wants.
+      if (!usesZod(schema)) return { schema: schema as never, url: input.url };
       const out = zodTransform(input);
       document(out.schema as Record<string, any>, input.route as RouteOptions);
       return out;
