@@ -5,6 +5,7 @@ import {
   tenancyProjection,
 } from "../../projections/index.ts";
 import {
+  QUOTA_COLUMNS,
   quotaLimitsOf,
   type EnvironmentRow,
   type LifecycleStatus,
@@ -110,39 +111,48 @@ export class TenancyReadModel {
     return query.orderBy("environment_id").limit(options.limit).execute();
   }
 
-  /** The tenant's quota (no row yet = no limits); undefined when the tenant does not exist. */
+  /** The tenant's quota (no row yet = no limits); undefined when the tenant does not exist. One statement, one snapshot. */
   async getTenantQuota(tenantId: string): Promise<QuotaView | undefined> {
-    const tenant = await this.getTenant(tenantId);
-    if (!tenant) return undefined;
-    const row = await this.quotaRow(tenantId, "tenant", tenantId);
-    return view(tenantId, null, row, tenant.stream_version);
-  }
-
-  /** The project's quota; undefined when the project does not exist. */
-  async getProjectQuota(tenantId: string, projectId: string): Promise<QuotaView | undefined> {
-    const project = await this.getProject(tenantId, projectId);
-    if (!project) return undefined;
-    const row = await this.quotaRow(tenantId, "project", projectId);
-    return view(tenantId, projectId, row, project.stream_version);
-  }
-
-  private quotaRow(tenantId: string, kind: "tenant" | "project", scopeId: string): Promise<QuotaRow | undefined> {
-    return this.db
-      .selectFrom("quotas")
-      .selectAll()
-      .where("tenant_id", "=", tenantId)
-      .where("scope_kind", "=", kind)
-      .where("scope_id", "=", scopeId)
+    const row = await this.db
+      .selectFrom("tenants as t")
+      .leftJoin("quotas as q", (join) =>
+        join.onRef("q.tenant_id", "=", "t.tenant_id").on("q.scope_kind", "=", "tenant").onRef("q.scope_id", "=", "t.tenant_id"),
+      )
+      .select(["t.stream_version", "q.updated_at", ...LIMIT_COLUMNS.map((c) => `q.${c}` as const)])
+      .where("t.tenant_id", "=", tenantId)
       .executeTakeFirst();
+    return row ? view(tenantId, null, row) : undefined;
+  }
+
+  /** The project's quota; undefined when the project does not exist. One statement, one snapshot. */
+  async getProjectQuota(tenantId: string, projectId: string): Promise<QuotaView | undefined> {
+    const row = await this.db
+      .selectFrom("projects as p")
+      .innerJoin("tenants as t", "t.tenant_id", "p.tenant_id")
+      .leftJoin("quotas as q", (join) =>
+        join.onRef("q.tenant_id", "=", "p.tenant_id").on("q.scope_kind", "=", "project").onRef("q.scope_id", "=", "p.project_id"),
+      )
+      .select(["t.stream_version", "q.updated_at", ...LIMIT_COLUMNS.map((c) => `q.${c}` as const)])
+      .where("p.tenant_id", "=", tenantId)
+      .where("p.project_id", "=", projectId)
+      .executeTakeFirst();
+    return row ? view(tenantId, projectId, row) : undefined;
   }
 }
 
-function view(tenantId: string, projectId: string | null, row: QuotaRow | undefined, streamVersion: number): QuotaView {
+const LIMIT_COLUMNS = Object.values(QUOTA_COLUMNS);
+type LimitColumns = Pick<QuotaRow, (typeof LIMIT_COLUMNS)[number]>;
+
+function view(
+  tenantId: string,
+  projectId: string | null,
+  row: { stream_version: number; updated_at: Date | null } & { [K in keyof LimitColumns]: LimitColumns[K] | null },
+): QuotaView {
   return {
     tenantId,
     projectId,
-    limits: row ? quotaLimitsOf(row) : {},
-    updatedAt: row?.updated_at ?? null,
-    streamVersion,
+    limits: quotaLimitsOf(row),
+    updatedAt: row.updated_at,
+    streamVersion: row.stream_version,
   };
 }
