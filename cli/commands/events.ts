@@ -9,33 +9,38 @@ import type { Runtime } from "../core/runtime.ts";
  * `dv events tail`: follow the event log as it is written.
  *
  * Preferred feed: the GraphQL subscription `events(streamId, afterPosition)`
- * over graphql-transport-ws at ws(s)://API/graphql. When the server has no such
- * subscription, the REST fallback polls `GET /v1/events?after=&streamId=`.
- * Either way the tail resumes after the last event it printed when the
- * connection drops, so nothing is shown twice or skipped.
+ * over graphql-transport-ws at ws(s)://API/graphql. Which fields an event has
+ * is read from the schema (introspection), so the CLI asks for every scalar
+ * field the server offers; without introspection it asks for DEFAULT_FIELDS.
+ * When the server has no such subscription, the fallback polls
+ * `GET /v1/events?after=&streamId=`. Either way the tail resumes after the
+ * last event it printed when the connection drops.
  */
 
-export const EVENT_FIELDS = "id type schemaVersion streamId streamPosition globalPosition occurredAt data";
-
-export const EVENTS_SUBSCRIPTION = `subscription Tail($streamId: String, $afterPosition: String) {
-  events(streamId: $streamId, afterPosition: $afterPosition) { ${EVENT_FIELDS} }
-}`;
+export const DEFAULT_FIELDS = ["id", "type", "streamId", "streamPosition", "position", "occurredAt"] as const;
 
 export interface TailOptions {
   stream?: string;
   after?: string;
 }
 
-/** One event line: position, time, stream, type (table), or the event as one JSON line (json). */
-export function formatEventLine(event: Resource, format: "table" | "json"): string {
-  if (format === "json") return `${JSON.stringify(event)}\n`;
-  const position = event.globalPosition ?? event.position ?? "-";
-  return `${cell(position)}  ${cell(event.occurredAt)}  ${cell(event.streamId)}  ${cell(event.type)}\n`;
+export function subscriptionQuery(fields: readonly string[]): string {
+  return `subscription Tail($streamId: String, $afterPosition: String) {
+  events(streamId: $streamId, afterPosition: $afterPosition) { ${fields.join(" ")} }
+}`;
 }
 
-function positionOf(event: Resource): string | undefined {
-  const position = event.position ?? event.globalPosition;
-  return position === undefined || position === null ? undefined : String(position);
+/** One event: `POSITION  OCCURRED-AT  STREAM  TYPE` (table), or the event as one JSON line (json). */
+export function formatEventLine(event: Resource, format: "table" | "json"): string {
+  if (format === "json") return `${JSON.stringify(event)}\n`;
+  return `${cell(positionOf(event) ?? event.globalPosition)}  ${cell(event.occurredAt)}  ${cell(event.streamId)}  ${cell(event.type)}\n`;
+}
+
+/** The log position to resume after: `position` ("<transactionId>.<globalPosition>"), else built from its parts. */
+export function positionOf(event: Resource): string | undefined {
+  if (typeof event.position === "string" && event.position) return event.position;
+  if (event.transactionId !== undefined && event.globalPosition !== undefined) return `${String(event.transactionId)}.${String(event.globalPosition)}`;
+  return undefined;
 }
 
 export function registerEventCommands(program: Command, runtime: Runtime): void {
@@ -44,8 +49,8 @@ export function registerEventCommands(program: Command, runtime: Runtime): void 
     .command("tail")
     .summary("follow events as they are written")
     .description("follow events as they are written (Ctrl-C stops); --output json prints one JSON object per line")
-    .option("--stream <id>", "only this stream (one aggregate, e.g. a tenant's stream)")
-    .option("--after <position>", "start after this log position (default: the server's choice: the whole log)")
+    .option("--stream <id>", "only this stream (one aggregate, e.g. tenant-<id>)")
+    .option("--after <position>", "start after this log position (from X-Dv-Position or an event's position)")
     .action(async (options: TailOptions, command: Command) => {
       const client = await runtime.client(command);
       if (!client.hasToken) throw new CliError(ExitCode.auth, "not logged in", undefined, "`dvid login --api URL ...`");
@@ -55,12 +60,7 @@ export function registerEventCommands(program: Command, runtime: Runtime): void 
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
       try {
-        const print = (event: Resource) => runtime.out(formatEventLine(event, format));
-        if (await hasEventsSubscription(client)) {
-          await tailGraphql(client, options, print, controller.signal, runtime);
-        } else {
-          await tailRest(client, options, print, controller.signal);
-        }
+        await tailEvents(client, options, (event) => runtime.out(formatEventLine(event, format)), controller.signal, (line) => runtime.err(`${line}\n`));
       } finally {
         process.removeListener("SIGINT", stop);
         process.removeListener("SIGTERM", stop);
@@ -68,22 +68,68 @@ export function registerEventCommands(program: Command, runtime: Runtime): void 
     });
 }
 
-/** Whether /graphql answers and its schema has Subscription.events (assumed when introspection is off). */
-async function hasEventsSubscription(client: ApiClient): Promise<boolean> {
-  try {
-    const answer = await client.post<{ data?: { __type?: { fields?: Array<{ name: string }> } | null }; errors?: unknown[] }>(
-      "/graphql",
-      { query: `{ __type(name: "Subscription") { fields { name } } }` },
-    );
-    if (answer?.errors?.length && !answer.data) return true;
-    return Boolean(answer?.data?.__type?.fields?.some((f) => f.name === "events"));
-  } catch (error) {
-    if (error instanceof CliError && (error.exitCode === ExitCode.notFound || error.exitCode === ExitCode.usage)) return false;
-    throw error;
-  }
+/** Follows events until `signal` aborts; throws when there is no feed or it is refused. */
+export async function tailEvents(
+  client: ApiClient,
+  options: TailOptions,
+  print: (event: Resource) => void,
+  signal: AbortSignal,
+  note: (line: string) => void,
+): Promise<void> {
+  const fields = await subscriptionFields(client);
+  if (fields) await tailGraphql(client, options, fields, print, signal, note);
+  else await tailRest(client, options, print, signal);
 }
 
-async function tailGraphql(client: ApiClient, options: TailOptions, print: (event: Resource) => void, signal: AbortSignal, runtime: Runtime): Promise<void> {
+interface IntrospectedType {
+  name?: string | null;
+  kind?: string;
+  ofType?: IntrospectedType | null;
+  fields?: Array<{ name: string; type: IntrospectedType }> | null;
+}
+
+function namedType(type: IntrospectedType | null | undefined): IntrospectedType | undefined {
+  let current = type ?? undefined;
+  while (current && (current.kind === "NON_NULL" || current.kind === "LIST")) current = current.ofType ?? undefined;
+  return current;
+}
+
+const TYPE_REF = "kind name ofType { kind name ofType { kind name ofType { kind name } } }";
+
+/**
+ * The fields to ask for when /graphql has Subscription.events: its scalar
+ * fields (or DEFAULT_FIELDS when introspection is off). Undefined when there
+ * is no GraphQL endpoint or no such subscription.
+ */
+async function subscriptionFields(client: ApiClient): Promise<readonly string[] | undefined> {
+  type Answer = { data?: { __type?: IntrospectedType | null } | null; errors?: unknown[] };
+  let answer: Answer;
+  try {
+    answer = await client.post<Answer>("/graphql", { query: `{ __type(name: "Subscription") { fields { name type { ${TYPE_REF} } } } }` });
+  } catch (error) {
+    if (error instanceof CliError && (error.exitCode === ExitCode.notFound || error.exitCode === ExitCode.usage)) return undefined;
+    throw error;
+  }
+  if (!answer?.data) return answer?.errors?.length ? DEFAULT_FIELDS : undefined; // introspection refused: assume the documented shape
+  const events = answer.data.__type?.fields?.find((f) => f.name === "events");
+  if (!events) return undefined;
+  const typeName = namedType(events.type)?.name;
+  if (!typeName) return DEFAULT_FIELDS;
+  const eventType = await client.post<Answer>("/graphql", { query: `{ __type(name: ${JSON.stringify(typeName)}) { fields { name type { ${TYPE_REF} } } } }` });
+  const scalars = (eventType?.data?.__type?.fields ?? [])
+    .filter((f) => ["SCALAR", "ENUM"].includes(namedType(f.type)?.kind ?? ""))
+    .map((f) => f.name);
+  return scalars.length ? scalars : DEFAULT_FIELDS;
+}
+
+async function tailGraphql(
+  client: ApiClient,
+  options: TailOptions,
+  fields: readonly string[],
+  print: (event: Resource) => void,
+  signal: AbortSignal,
+  note: (line: string) => void,
+): Promise<void> {
   let graphqlWs: typeof import("graphql-ws");
   let WebSocketImpl: typeof import("ws").default;
   try {
@@ -95,13 +141,16 @@ async function tailGraphql(client: ApiClient, options: TailOptions, print: (even
   }
   const token = client.token ?? "";
   const url = client.url("/graphql").replace(/^http/, "ws");
+  // The token goes in the upgrade request's Authorization header and in connectionParams: servers read one or the other.
   class AuthenticatedWebSocket extends WebSocketImpl {
     constructor(address: string, protocols?: string | string[]) {
       super(address, protocols, { headers: { authorization: `Bearer ${token}` } });
     }
   }
+  const query = subscriptionQuery(fields);
   let after = options.after;
-  let attempt = 0;
+  let failures = 0;
+  let everConnected = false;
   while (!signal.aborted) {
     const wsClient = graphqlWs.createClient({
       url,
@@ -109,10 +158,13 @@ async function tailGraphql(client: ApiClient, options: TailOptions, print: (even
       connectionParams: { authorization: `Bearer ${token}` },
       retryAttempts: 0,
       lazy: true,
+      on: { connected: () => void (everConnected = true) },
     });
     const outcome = await new Promise<{ error?: unknown }>((resolve) => {
-      const dispose = wsClient.subscribe<{ events: Resource }>(
-        { query: EVENTS_SUBSCRIPTION, variables: { streamId: options.stream ?? null, afterPosition: after ?? null } },
+      const onAbort = () => resolve({});
+      signal.addEventListener("abort", onAbort, { once: true });
+      wsClient.subscribe<{ events: Resource }>(
+        { query, variables: { streamId: options.stream ?? null, afterPosition: after ?? null } },
         {
           next: (result) => {
             if (result.errors?.length) {
@@ -121,7 +173,7 @@ async function tailGraphql(client: ApiClient, options: TailOptions, print: (even
             }
             const event = result.data?.events;
             if (!event) return;
-            attempt = 0;
+            failures = 0;
             after = positionOf(event) ?? after;
             print(event);
           },
@@ -129,36 +181,39 @@ async function tailGraphql(client: ApiClient, options: TailOptions, print: (even
           complete: () => resolve({}),
         },
       );
-      signal.addEventListener("abort", () => {
-        dispose();
-        resolve({});
-      }, { once: true });
     });
     await wsClient.dispose();
     if (signal.aborted) return;
     if (outcome.error instanceof CliError) throw outcome.error;
+    if (Array.isArray(outcome.error)) throw new CliError(ExitCode.usage, `events subscription refused: ${outcome.error.map((e: { message?: string }) => e.message).join("; ")}`);
     const closeCode = (outcome.error as { code?: number } | undefined)?.code;
     if (closeCode === 4401 || closeCode === 4403) throw new CliError(ExitCode.auth, "the server refused the events subscription (not authorised)");
-    // Dropped: resume after the last printed event, backing off up to 10 s.
-    attempt++;
-    runtime.err(`(events: connection lost, reconnecting in ${Math.min(2 ** attempt, 10)} s)\n`);
-    await sleep(Math.min(2 ** attempt, 10) * 1000, signal);
+    if (!everConnected) {
+      const reason = (outcome.error as { reason?: string; message?: string } | undefined)?.reason || (outcome.error as Error | undefined)?.message || `close code ${closeCode ?? "unknown"}`;
+      throw new CliError(ExitCode.server, `cannot open the events subscription at ${url}: ${reason}`);
+    }
+    // Dropped (or completed by the server): resume after the last printed event, backing off up to 10 s.
+    failures++;
+    const seconds = Math.min(2 ** (failures - 1), 10);
+    note(`(events: connection lost; reconnecting in ${seconds} s)`);
+    await sleep(seconds * 1000, signal);
   }
 }
 
 async function tailRest(client: ApiClient, options: TailOptions, print: (event: Resource) => void, signal: AbortSignal): Promise<void> {
-  // TODO(events): poll a REST feed until the GraphQL subscription lands; see the report / cli/README.md.
   let after = options.after;
+  let first = true;
   while (!signal.aborted) {
     let body: unknown;
     try {
-      body = await client.get("/v1/events", { query: { after, streamId: options.stream, limit: 500 } });
+      body = await client.get("/v1/events", { query: { after, streamId: options.stream, limit: 200 } });
     } catch (error) {
-      if (error instanceof CliError && error.exitCode === ExitCode.notFound && after === options.after) {
+      if (first && error instanceof CliError && error.exitCode === ExitCode.notFound) {
         throw new CliError(ExitCode.server, "this server has no event feed yet: neither the GraphQL `events` subscription nor GET /v1/events");
       }
       throw error;
     }
+    first = false;
     const items = itemsOf(body);
     for (const event of items) {
       after = positionOf(event) ?? after;
@@ -170,6 +225,7 @@ async function tailRest(client: ApiClient, options: TailOptions, print: (event: 
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
     const timer = setTimeout(resolve, ms);
     signal.addEventListener("abort", () => {
       clearTimeout(timer);
