@@ -14,9 +14,15 @@ interface TokenAnswer {
   token_type?: string;
 }
 
-/** GET /v1/auth/config */
+/** GET /v1/auth/config (the OIDC fields are null when the provider does not offer them). */
 export interface AuthConfig {
-  oidc: { issuer: string; clientId: string; deviceAuthorizationEndpoint: string; tokenEndpoint: string; scope?: string } | null;
+  oidc: {
+    issuer: string;
+    clientId: string | null;
+    deviceAuthorizationEndpoint: string | null;
+    tokenEndpoint: string | null;
+    scope?: string;
+  } | null;
 }
 
 export function registerIdentityCommands(program: Command, runtime: Runtime): void {
@@ -53,14 +59,22 @@ export function registerIdentityCommands(program: Command, runtime: Runtime): vo
           throw usageError(`${apiUrl} has no OIDC provider configured, so there is no interactive login`,
             "log in with the bootstrap credential `dv up` printed: `dvid login --api URL --bootstrap-secret SECRET`");
         }
+        if (!oidc.clientId || !oidc.deviceAuthorizationEndpoint || !oidc.tokenEndpoint) {
+          throw usageError(`${apiUrl} uses the OIDC provider ${oidc.issuer}, but it offers no device login for the CLI (${[
+            !oidc.clientId && "no client id: DV_OIDC_CLIENT_ID",
+            !oidc.deviceAuthorizationEndpoint && "no device_authorization_endpoint",
+            !oidc.tokenEndpoint && "no token_endpoint",
+          ].filter(Boolean).join(", ")})`, "log in with the bootstrap credential, or ask the operator to enable the device flow");
+        }
+        const { clientId, deviceAuthorizationEndpoint, tokenEndpoint } = oidc;
         const controller = new AbortController();
         const onSigint = () => controller.abort(new CliError(ExitCode.auth, "login cancelled"));
         process.once("SIGINT", onSigint);
         try {
           const tokens = await runDeviceFlow({
-            deviceAuthorizationEndpoint: oidc.deviceAuthorizationEndpoint,
-            tokenEndpoint: oidc.tokenEndpoint,
-            clientId: oidc.clientId,
+            deviceAuthorizationEndpoint,
+            tokenEndpoint,
+            clientId,
             scope: oidc.scope ?? "openid profile email",
             fetch: runtime.fetchImpl,
             signal: controller.signal,

@@ -200,6 +200,18 @@ describe("dvid login", () => {
     expect(result.stderr).toContain("--bootstrap-secret");
   });
 
+  it("an OIDC provider without a CLI client id or device endpoint is explained, not attempted (exit 1)", async () => {
+    const server = await localServer((_request, response) =>
+      json(response, 200, { oidc: { issuer: "https://id.example", clientId: null, deviceAuthorizationEndpoint: "https://id.example/device", tokenEndpoint: "https://id.example/token" } }));
+    cleanup.push(server.close);
+    const dir = await tempDir();
+    cleanup.push(dir.remove);
+    const result = await runCli("dvid", ["login", "--api", server.url], cleanEnv({ DV_CONFIG: join(dir.path, "c.json") }));
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("DV_OIDC_CLIENT_ID");
+    expect(server.requests).toHaveLength(1);
+  });
+
   it("with --bootstrap-secret, exchanges it at POST /v1/auth/token; a wrong one exits 4 and saves nothing", async () => {
     const server = await localServer((request, response) => {
       if (request.url !== "/v1/auth/token" || request.method !== "POST") return json(response, 404, {});
