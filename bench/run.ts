@@ -1,6 +1,7 @@
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { apiBenchmarks } from "./api.ts";
 import { eventStoreBenchmarks } from "./eventstore.ts";
 import { pgbenchBaseline } from "./pgbench.ts";
 import { logBenchmarks } from "./tenancy-log.ts";
@@ -24,6 +25,7 @@ const results: BenchResult[] = [
   ...(await pgbenchBaseline(quick ? 3 : 10)),
   ...(await eventStoreBenchmarks()),
   ...(await logBenchmarks({ minEvents: quick ? 20_000 : 200_000 })),
+  ...(await apiBenchmarks(quick ? { seconds: 3, writes: 100 } : {})),
 ];
 
 await mkdir(join(here, "results"), { recursive: true });
