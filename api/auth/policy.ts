@@ -89,3 +89,40 @@ export function visibleProjects(actor: AuthenticatedActor, tenantId: string): "a
   }
   return actor.roles.flatMap((r) => (r.role === "project-member" && r.tenantId === tenantId ? [r.projectId] : []));
 }
+
+/**
+ * May the actor grant or revoke this role? Platform-wide roles (platform-admin,
+ * auditor of all tenants) need platform-admin; a role inside a tenant needs
+ * canAdministerTenant there (a tenant-admin hands out tenant-admin,
+ * project-member and auditor of their own tenant). When this is false and
+ * `canSee` of the role's tenant is false too, answer 404, not 403.
+ */
+export function canGrantRole(actor: AuthenticatedActor, role: Role): boolean {
+  // Decided by the role's name, never by which fields happen to be present: an unparsed
+  // { role: "platform-admin", tenantId } must not pass as a tenant role.
+  switch (role.role) {
+    case "platform-admin":
+      return isPlatformAdmin(actor);
+    case "auditor":
+      return role.tenantId === undefined ? isPlatformAdmin(actor) : canAdministerTenant(actor, role.tenantId);
+    case "tenant-admin":
+    case "project-member":
+      return canAdministerTenant(actor, role.tenantId);
+    default:
+      return false;
+  }
+}
+
+/**
+ * Whose role grants the actor may list: "all" (platform grants included) for
+ * platform-admins and platform auditors; else the tenants it administers or
+ * audits. Project members see none (whoami shows their own roles).
+ */
+export function visibleGrantTenants(actor: AuthenticatedActor): "all" | readonly string[] {
+  if (isPlatformAdmin(actor) || isPlatformAuditor(actor)) return "all";
+  return [
+    ...new Set(
+      actor.roles.flatMap((r) => ((r.role === "tenant-admin" || r.role === "auditor") && r.tenantId !== undefined ? [r.tenantId] : [])),
+    ),
+  ];
+}
