@@ -261,6 +261,7 @@ describe("authorization matrix", () => {
           expect(response.headers["content-type"], caller).toMatch(/^application\/problem\+json/);
           const problem = JSON.parse(response.body);
           expect(problem.status).toBe(expected);
+          if (expected === 401) expect(response.headers["www-authenticate"]).toBe("Bearer");
         }
         if (expected === 404) await expectSameAsMissing(caller, row, url, payload, response.body);
         await row.after?.(world, h);
