@@ -1,5 +1,5 @@
 import { sql, type Kysely, type Transaction } from "kysely";
-import type { EventStore, LogPosition } from "../adapters/eventstore/port.ts";
+import type { EventStore, LogPosition, RecordedEvent } from "../adapters/eventstore/port.ts";
 import { START } from "../adapters/eventstore/port.ts";
 import { comparePositions, formatPosition } from "../adapters/eventstore/position.ts";
 import {
@@ -38,7 +38,24 @@ import { createProjectionTables } from "./setup.ts";
  * The rebuild's own progress (projections.rebuilds) advances batch by batch
  * exactly like the live checkpoint, so a rebuild that dies resumes where it
  * stopped (unless the definition version changed meanwhile, or `fresh`).
+ *
+ * Replay batches are bigger than the live runner's (up to `batchSize`, 5,000
+ * by default) but bounded in time: every open write transaction holds back
+ * every log reader on the server (the store reads only below the oldest open
+ * transaction), so a batch transaction that takes longer than `maxBatchMs`
+ * makes the next ones smaller; batches start at 500 events and grow while they
+ * stay well under the bound. The next events are read from the log while a
+ * batch is applied.
  */
+
+/** Events per replay transaction at most (the live runner's batches are smaller: latency, not throughput). */
+export const DEFAULT_REBUILD_BATCH_SIZE = 5_000;
+/** Replay batches start this big and double while fast (and never exceed batchSize). */
+export const INITIAL_REBUILD_BATCH_SIZE = 500;
+/** Aim for replay transactions shorter than this: while one is open, log readers server-wide wait. */
+export const DEFAULT_MAX_BATCH_MS = 500;
+/** The most one readAll of the Postgres store returns: a bigger read would look short, i.e. like the head. */
+export const MAX_REBUILD_BATCH_SIZE = 10_000;
 
 export type RebuildPhase = "starting" | "replaying" | "swapping" | "done" | "failed";
 
@@ -58,7 +75,13 @@ export interface RebuildOptions {
   readonly db: Kysely<any>;
   readonly store: EventStore;
   readonly projection: AnyProjection;
+  /** Most events per replay transaction (default 5,000, at most 10,000); also the size of each log read. */
   readonly batchSize?: number;
+  /**
+   * Target duration of one replay transaction (default 500 ms): a slower one
+   * shrinks the next batches to fit, fast ones let them grow back to batchSize.
+   */
+  readonly maxBatchMs?: number;
   /** Swap the rebuilt model in (default). false: a dry run for a DR drill, rebuild dropped afterwards. */
   readonly swap?: boolean;
   /** Checksum both models at the same position before swapping (default true; skipped when the live model is another version). */
@@ -86,6 +109,20 @@ export interface RebuildResult {
   readonly resumed: boolean;
   /** Null when not verified (verify false, or the live model was built by another definition version). */
   readonly checksums: { readonly live: ProjectionChecksum; readonly rebuild: ProjectionChecksum; readonly equal: boolean } | null;
+  /** Where this run's time went (ms). */
+  readonly timings: RebuildTimings;
+}
+
+export interface RebuildTimings {
+  /** Waiting for the log: reads that did not overlap a batch being applied. */
+  readonly readWaitMs: number;
+  /** Inside replay batch transactions (lock, handler, checkpoint, commit). */
+  readonly applyMs: number;
+  /** The swap transaction (catch-up to the live checkpoint, checksums with verify, renames). */
+  readonly swapMs: number;
+  /** Replay transactions and the largest batch applied in one. */
+  readonly batches: number;
+  readonly largestBatch: number;
 }
 
 const LOCK_NOT_AVAILABLE = "55P03";
@@ -107,7 +144,10 @@ export async function rebuildProjection(options: RebuildOptions): Promise<Rebuil
 
 async function rebuildLocked(options: RebuildOptions): Promise<RebuildResult> {
   const { db, store, projection, signal } = options;
-  const batchSize = options.batchSize ?? 500;
+  const batchSize = options.batchSize ?? DEFAULT_REBUILD_BATCH_SIZE;
+  if (!Number.isSafeInteger(batchSize) || batchSize < 1 || batchSize > MAX_REBUILD_BATCH_SIZE) {
+    throw new RangeError(`batchSize must be an integer from 1 to ${MAX_REBUILD_BATCH_SIZE}, got ${batchSize}`);
+  }
   const swap = options.swap ?? true;
   const target = rebuildSchema(projection);
   const started = Date.now();
@@ -150,27 +190,41 @@ async function rebuildLocked(options: RebuildOptions): Promise<RebuildResult> {
       resumed,
     });
 
+  const timings = { readWaitMs: 0, applyMs: 0, swapMs: 0, batches: 0, largestBatch: 0 };
+  const log = new LogReader(store, position, batchSize);
   try {
     report("starting");
-    // Replay until a read comes back short: the rebuild has reached the head.
+    // Replay until a read comes back short with no batch of ours open: the rebuild has reached the head.
+    const sizer = new BatchSizer(batchSize, options.maxBatchMs ?? DEFAULT_MAX_BATCH_MS);
     for (;;) {
       signal?.throwIfAborted();
-      const events = await store.readAll({ after: position, limit: batchSize });
-      if (events.length > 0) {
-        position = await applyBatch(db, "rebuilds", projection, target, position, events);
-        applied += events.length;
-        appliedThisRun += events.length;
-        report("replaying");
-      }
-      if (events.length < batchSize) break;
+      const waited = performance.now();
+      const events = await log.take(sizer.limit);
+      timings.readWaitMs += performance.now() - waited;
+      if (events.length === 0) break;
+      log.prefetch(); // read on while this batch is applied
+      const batchStarted = performance.now();
+      position = await applyBatch(db, "rebuilds", projection, target, position, events);
+      const took = performance.now() - batchStarted;
+      sizer.record(events.length, took);
+      timings.applyMs += took;
+      timings.batches += 1;
+      timings.largestBatch = Math.max(timings.largestBatch, events.length);
+      applied += events.length;
+      appliedThisRun += events.length;
+      report("replaying");
     }
+    await log.close();
 
     const attempts = options.swapAttempts ?? 5;
     for (let attempt = 1; ; attempt++) {
       signal?.throwIfAborted();
       report("swapping");
       try {
-        const outcome = await swapIn(options, position, batchSize, swap);
+        const swapStarted = performance.now();
+        const outcome = await swapIn(options, position, batchSize, swap).finally(() => {
+          timings.swapMs += performance.now() - swapStarted;
+        });
         applied += outcome.appliedToRebuild;
         appliedThisRun += outcome.appliedToRebuild;
         position = outcome.position;
@@ -185,6 +239,13 @@ async function rebuildLocked(options: RebuildOptions): Promise<RebuildResult> {
           eventsPerSecond: rate(appliedThisRun, started),
           resumed,
           checksums: outcome.checksums,
+          timings: {
+            readWaitMs: Math.round(timings.readWaitMs),
+            applyMs: Math.round(timings.applyMs),
+            swapMs: Math.round(timings.swapMs),
+            batches: timings.batches,
+            largestBatch: timings.largestBatch,
+          },
         };
       } catch (error) {
         const code = (error as { code?: string }).code;
@@ -198,6 +259,113 @@ async function rebuildLocked(options: RebuildOptions): Promise<RebuildResult> {
   } catch (error) {
     report("failed");
     throw error;
+  } finally {
+    await log.close();
+  }
+}
+
+/**
+ * Sizes replay batches so that one transaction takes about `maxMs` at most:
+ * starts at INITIAL_REBUILD_BATCH_SIZE (or `max` if smaller), doubles after a
+ * full batch that took under half the bound, and after a slower one shrinks
+ * to the number of events that would have fit.
+ */
+export class BatchSizer {
+  limit: number;
+
+  constructor(
+    private readonly max: number,
+    private readonly maxMs: number,
+  ) {
+    this.limit = Math.min(max, INITIAL_REBUILD_BATCH_SIZE);
+  }
+
+  record(events: number, ms: number): void {
+    if (ms > this.maxMs) {
+      this.limit = Math.max(1, Math.min(this.limit, Math.floor((events * this.maxMs) / ms)));
+    } else if (ms < this.maxMs / 2 && events >= this.limit) {
+      this.limit = Math.min(this.max, this.limit * 2);
+    }
+  }
+}
+
+type ReadOutcome = { readonly ok: true; readonly events: RecordedEvent[] } | { readonly ok: false; readonly error: unknown };
+
+/**
+ * The log after a position, read ahead in chunks of `readSize` into a buffer
+ * that batches are taken from, so a read can overlap the previous batch's
+ * transaction and a batch can be smaller than a read.
+ *
+ * A read that overlaps one of our own batch transactions may come back short
+ * without being at the head: the store returns only events of transactions
+ * older than every open one, ours included. Such a read is still a correct
+ * prefix of the log, but only a short read issued while no batch of ours is
+ * open ("clean") means the head: after a short overlapping read, the next read
+ * is made clean (not prefetched).
+ */
+export class LogReader {
+  private buffer: RecordedEvent[] = [];
+  private tail: LogPosition;
+  private inflight: { readonly promise: Promise<ReadOutcome>; readonly clean: boolean } | null = null;
+  private atHead = false;
+  private needClean = false;
+
+  constructor(
+    private readonly store: EventStore,
+    after: LogPosition,
+    private readonly readSize: number,
+  ) {
+    this.tail = after;
+  }
+
+  /** The next events, at most `limit`; empty only at the head. Call with no batch transaction open. */
+  async take(limit: number): Promise<RecordedEvent[]> {
+    while (this.buffer.length < limit && !this.atHead) {
+      if (!this.inflight) {
+        // The last read was short but overlapped a batch: apply what is buffered, then read clean.
+        if (this.buffer.length > 0) break;
+        this.start(true);
+      }
+      await this.settle();
+    }
+    return this.buffer.splice(0, limit);
+  }
+
+  /** Starts reading the events after the buffer, unless one is in flight, the head was reached, or the next read must be clean. */
+  prefetch(): void {
+    if (this.inflight || this.atHead || this.needClean) return;
+    this.start(false);
+  }
+
+  /** Waits for a read in flight (its connection back in the pool), ignoring its outcome. */
+  async close(): Promise<void> {
+    const inflight = this.inflight;
+    this.inflight = null;
+    if (inflight) await inflight.promise;
+  }
+
+  private start(clean: boolean): void {
+    const promise = this.store.readAll({ after: this.tail, limit: this.readSize }).then(
+      (events): ReadOutcome => ({ ok: true, events }),
+      (error: unknown): ReadOutcome => ({ ok: false, error }),
+    );
+    this.inflight = { promise, clean };
+  }
+
+  private async settle(): Promise<void> {
+    const { promise, clean } = this.inflight!;
+    const outcome = await promise;
+    this.inflight = null;
+    if (!outcome.ok) throw outcome.error;
+    const { events } = outcome;
+    const last = events.at(-1);
+    if (last) {
+      this.tail = positionOf(last);
+      for (const event of events) this.buffer.push(event);
+    }
+    const short = events.length < this.readSize;
+    this.atHead = clean && short;
+    this.needClean = !clean && short;
   }
 }
 

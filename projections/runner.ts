@@ -55,8 +55,10 @@ export interface ProjectionRunnerOptions {
   readonly pool: pg.Pool;
   readonly store: EventStore;
   readonly projections: readonly AnyProjection[];
-  /** Events per transaction (default 500). */
+  /** Events per live transaction (default 500): small, so a batch commits soon after its first event. */
   readonly batchSize?: number;
+  /** Most events per rebuild replay transaction (default 5,000; rebuild.ts bounds them in time too). */
+  readonly rebuildBatchSize?: number;
   /** Re-read even without a wake-up from the store's subscription (default 1000 ms). */
   readonly pollIntervalMs?: number;
   /** How often a standby instance tries to take over a projection (default 2000 ms). */
@@ -293,7 +295,7 @@ export class ProjectionRunner {
     if (driver.rebuild) return driver.rebuild.promise;
     const slot: NonNullable<Driver["rebuild"]> = { progress: null, promise: Promise.resolve(null as never) };
     slot.promise = rebuildProjection({
-      batchSize: this.options.batchSize,
+      batchSize: this.options.rebuildBatchSize,
       ...options,
       db: this.db,
       store: this.store,

@@ -269,6 +269,35 @@ describe("rebuild", () => {
     expect(Number((await readCheckpoint(h.db, "mirror"))!.eventsApplied)).toBe(resumed.eventsApplied);
   });
 
+  it("keeps replay transactions near maxBatchMs: a slow projection gets smaller batches", async () => {
+    await allReadable(h);
+    const slow = probeProjection({ name: "slowpoke", delayMs: 2 });
+    await ensureProjectionSchemas(h.db, [slow]);
+    const sizes: number[] = [];
+    let before = 0;
+    const result = await rebuildProjection({
+      db: h.db,
+      store: h.store,
+      projection: slow,
+      batchSize: 100,
+      maxBatchMs: 40,
+      swap: false,
+      verify: false,
+      onProgress: (progress) => {
+        if (progress.phase !== "replaying") return;
+        sizes.push(progress.eventsApplied - before);
+        before = progress.eventsApplied;
+      },
+    });
+    // The first batch (100 events, at least 2 ms each) took far longer than 40 ms; the next ones fit.
+    expect(sizes[0]).toBe(100);
+    expect(sizes.length).toBeGreaterThan(5);
+    expect(Math.max(...sizes.slice(1))).toBeLessThanOrEqual(50);
+    expect(result.timings).toMatchObject({ batches: sizes.length, largestBatch: 100 });
+    expect(result.timings.applyMs).toBeGreaterThan(0);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(result.eventsApplied);
+  });
+
   it("setup adopts a schema it did not create by rebuilding it", async () => {
     await sql`create schema adopted`.execute(h.db);
     await sql`create table adopted.applied (junk int)`.execute(h.db);
