@@ -1,5 +1,5 @@
 import type { FastifyInstance } from "fastify";
-import type { DocumentNode, GraphQLSchema } from "graphql";
+import type { DocumentNode, GraphQLError, GraphQLSchema } from "graphql";
 import { specifiedRules, validate } from "./graphql-js.ts";
 import type { Kysely } from "kysely";
 import mercurius from "mercurius";
@@ -8,7 +8,7 @@ import type { EventStore } from "../../adapters/eventstore/port.ts";
 import type { ProjectionRunner } from "../../projections/index.ts";
 import type { AuthenticatedActor } from "../auth/types.ts";
 import { createContext, createServices, type GraphqlContext } from "./context.ts";
-import { formatExecutionErrors, RequestRejected } from "./errors.ts";
+import { ClientError, formatExecutionErrors, RequestRejected, type ClientErrorCode } from "./errors.ts";
 import { checkLimits, type Variables } from "./limits.ts";
 import { createSchema } from "./schema.ts";
 
@@ -68,15 +68,23 @@ export function graphqlModule(deps: GraphqlDeps): { register(app: FastifyInstanc
         scope.graphql.addHook("preExecution", async (hookSchema, document, _context, variables) => {
           rejectIfOverLimits(hookSchema, document, (variables ?? {}) as Variables);
         });
-        // mercurius does not validate subscription documents at all: do it here, limits included.
+        // mercurius does not validate subscription documents at all: do it here, limits included. What is
+        // thrown here reaches the client as the one error of an `error` message, bypassing the formatter.
         scope.graphql.addHook("preSubscriptionExecution", async (hookSchema, document) => {
-          const errors = validate(hookSchema, document, specifiedRules);
-          if (errors.length > 0) throw new RequestRejected(errors);
-          rejectIfOverLimits(hookSchema, document, "unknown");
+          const invalid = validate(hookSchema, document, specifiedRules);
+          if (invalid.length > 0) throw oneError("GRAPHQL_VALIDATION_FAILED", invalid);
+          const overLimits = checkLimits(hookSchema, document, "unknown");
+          if (overLimits.length > 0) throw oneError("BAD_USER_INPUT", overLimits);
         });
       });
     },
   };
+}
+
+function oneError(code: ClientErrorCode, errors: readonly GraphQLError[]): ClientError {
+  const [first] = errors;
+  if (errors.length === 1 && first instanceof ClientError) return first;
+  return new ClientError(code, errors.map((error) => error.message).join("; "));
 }
 
 function rejectIfOverLimits(schema: GraphQLSchema, document: DocumentNode, variables: Variables): void {

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import { createClient, type Client } from "graphql-ws";
 import WebSocket from "ws";
+import type { EventStore } from "../../../../adapters/eventstore/port.ts";
 import { buildServer } from "../../../../api/server.ts";
 import { graphqlModule, type GraphqlDeps } from "../../../../api/graphql/index.ts";
 import { ProjectionRunner, tenancyProjection } from "../../../../projections/index.ts";
@@ -25,6 +26,8 @@ export interface GraphqlHarness {
   ws(actor: TestActor | null, options?: { connectionParams?: Record<string, unknown> }): Promise<Client>;
   /** Events stored in the log (to prove that a refused input appended nothing). */
   eventCount(): Promise<number>;
+  /** Store subscriptions the GraphQL module has open (each subscription tails the log until stopped). */
+  openSubscriptions(): number;
   dispose(): Promise<void>;
 }
 
@@ -33,13 +36,31 @@ export async function createGraphqlHarness(options: Partial<Pick<GraphqlDeps, "w
   const db = await createHarness();
   const runner = new ProjectionRunner({ pool: db.pool, store: db.store, projections: [tenancyProjection], pollIntervalMs: 200 });
   await runner.start();
+  // The module's store, counting the log subscriptions it opens and stops.
+  let open = 0;
+  const store: EventStore = Object.create(db.store);
+  store.subscribe = (subscribeOptions) => {
+    const subscription = db.store.subscribe(subscribeOptions);
+    open++;
+    let stopped = false;
+    return {
+      [Symbol.asyncIterator]: () => subscription[Symbol.asyncIterator](),
+      async stop() {
+        if (!stopped) {
+          stopped = true;
+          open--;
+        }
+        await subscription.stop();
+      },
+    };
+  };
   const app = await buildServer({
     pool: db.pool,
     store: db.store,
     runner,
     auth: testAuth,
     rateLimit: { max: 1_000_000, timeWindow: 60_000 },
-    graphql: graphqlModule({ pool: db.pool, db: db.db, store: db.store, runner, authenticateToken: authenticateTestToken, ...options }),
+    graphql: graphqlModule({ pool: db.pool, db: db.db, store, runner, authenticateToken: authenticateTestToken, ...options }),
   });
   const clients: Client[] = [];
   let url: string | undefined;
@@ -75,6 +96,7 @@ export async function createGraphqlHarness(options: Partial<Pick<GraphqlDeps, "w
       const { rows } = await db.pool.query<{ n: string }>("select count(*) as n from eventstore.events");
       return Number(rows[0]!.n);
     },
+    openSubscriptions: () => open,
     async dispose() {
       for (const client of clients) await client.dispose();
       await app.close();
