@@ -29,6 +29,8 @@ export interface OpenApiInfo {
 /** The document collector: register before any route it should describe. */
 export async function registerOpenApi(app: FastifyInstance, info: OpenApiInfo = {}): Promise<void> {
   const zodTransform = createJsonSchemaTransform({ schemaRegistry: apiSchemas });
+  /** "METHOD /path/{param}" of operations whose body may be left out (@fastify/swagger marks every body required). */
+  const optionalBodies = new Set<string>();
   const zodTransformObject = createJsonSchemaTransformObject({ schemaRegistry: apiSchemas });
 
   await app.register(swagger, {
@@ -60,10 +62,18 @@ export async function registerOpenApi(app: FastifyInstance, info: OpenApiInfo = 
       if (!usesZod(schema)) return { schema: schema as never, url: input.url };
       const out = zodTransform(input);
       document(out.schema as Record<string, any>, input.route as RouteOptions);
+      if (schema.body instanceof z.ZodType && schema.body.safeParse(undefined).success) {
+        for (const method of [input.route.method].flat()) optionalBodies.add(`${String(method).toLowerCase()} ${openapiPath(input.url)}`);
+      }
       return out;
     },
     transformObject: (input) => {
       const object = zodTransformObject(input) as Record<string, any>;
+      for (const operation of optionalBodies) {
+        const [method, path] = operation.split(" ") as [string, string];
+        const body = object.paths?.[path]?.[method]?.requestBody;
+        if (body) body.required = false;
+      }
       return finish(object) as ReturnType<typeof zodTransformObject>;
     },
   });
@@ -72,6 +82,11 @@ export async function registerOpenApi(app: FastifyInstance, info: OpenApiInfo = 
 /** GET /v1/openapi.json (public, hidden from the document itself). */
 export function registerOpenApiRoute(app: FastifyInstance): void {
   app.get(OPENAPI_PATH, { schema: { hide: true } as Record<string, unknown>, config: { access: { level: "public" } } }, async () => app.swagger());
+}
+
+/** `/v1/tenants/:tenantId` -> `/v1/tenants/{tenantId}` */
+function openapiPath(url: string): string {
+  return url.replace(/:(\w+)/g, "{$1}");
 }
 
 function usesZod(schema: Record<string, unknown>): boolean {

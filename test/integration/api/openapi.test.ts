@@ -257,6 +257,13 @@ describe("the OpenAPI document", () => {
     for (const internal of INTERNAL) expect(doc.paths[internal], internal).toBeUndefined();
   });
 
+  it("marks a request body required exactly where the route requires one", () => {
+    expect(doc.paths["/v1/tenants"].post.requestBody.required).toBe(true);
+    expect(doc.paths["/v1/tenants/{tenantId}/suspend"].post.requestBody.required).toBe(true);
+    expect(doc.paths["/v1/tenants/{tenantId}/resume"].post.requestBody.required).toBe(false);
+    expect(doc.paths["/v1/tenants/{tenantId}/projects/{projectId}/archive"].post.requestBody.required).toBe(false);
+  });
+
   it("documents plugins' routes with plain JSON schemas as they are, and validates them with fastify's compiler", async () => {
     expect(doc.paths["/graphql"].post.requestBody.content["application/json"].schema).toMatchObject({ required: ["query"] });
     const ok = await h.app.inject({ method: "POST", url: "/graphql", payload: { query: "{ x }" } });
