@@ -1,3 +1,4 @@
+import rateLimit from "@fastify/rate-limit";
 import Fastify, { type FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BOOTSTRAP_SUBJECT, BootstrapSecretError, ensureBootstrap } from "../../../adapters/identity/bootstrap.ts";
@@ -89,5 +90,23 @@ describe("bootstrap with DV_BOOTSTRAP_SECRET", () => {
     // may hold bootstrap-admin's roles in its 5 s cache, since the revocation did not go through it.)
     expect((await exchange("a different operator secret")).statusCode).toBe(200);
     expect(await rolesOf(h.db, BOOTSTRAP_SUBJECT)).toEqual([]);
+  });
+
+  it("rate-limits the token exchange per client on top of the server's limit, right or wrong secret", async () => {
+    const limited = Fastify();
+    await limited.register(rateLimit, { global: true, max: 1000, timeWindow: "1 minute" });
+    const issuer = await BuiltInIssuer.create({ db: h.db, issuer: "http://dv.test" });
+    await identityServerPlugin({ db: h.db, store: h.store, issuer, tokenRateLimit: { max: 3, timeWindow: "1 minute" } }).register(limited);
+    await limited.ready();
+    try {
+      const attempt = () => limited.inject({ method: "POST", url: "/v1/auth/token", payload: { grant_type: "bootstrap", secret: "guess-guess-guess" } });
+      const statuses = [];
+      for (let i = 0; i < 4; i++) statuses.push((await attempt()).statusCode);
+      expect(statuses).toEqual([401, 401, 401, 429]);
+      // Other routes keep the server's limit.
+      expect((await limited.inject({ method: "GET", url: "/v1/auth/config" })).statusCode).toBe(200);
+    } finally {
+      await limited.close();
+    }
   });
 });

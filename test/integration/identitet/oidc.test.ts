@@ -1,10 +1,12 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from "jose";
+import Fastify from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureBootstrap } from "../../../adapters/identity/bootstrap.ts";
 import { OidcConfigError, OidcVerifier, oidcSettingsFromEnv } from "../../../adapters/identity/oidc.ts";
 import { InvalidTokenError } from "../../../adapters/identity/port.ts";
+import { authPlugin } from "../../../api/auth/plugin.ts";
 import { createIdentityHarness, expectProblem, type IdentityHarness } from "./support.ts";
 
 /**
@@ -162,6 +164,26 @@ describe("OIDC configuration", () => {
     expect(error).toBeInstanceOf(InvalidTokenError);
     expect((error as InvalidTokenError).reason).toBe("unavailable");
     expect(await verifier.publicConfig()).toEqual({ issuer: url, clientId: null, deviceAuthorizationEndpoint: null, tokenEndpoint: null });
+  });
+
+  it("answers 503 identity_provider_unavailable at the API when the provider is down", async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`;
+    await new Promise((resolve) => closed.close(resolve));
+    const app = Fastify();
+    await app.register(authPlugin, { db: h.db, issuer: h.issuer, oidc: new OidcVerifier({ issuer: url, audience: AUDIENCE, clientId: null }) });
+    app.get("/probe", async (request) => ({ actor: request.actor?.id ?? null }));
+    try {
+      const response = await app.inject({ method: "GET", url: "/probe", headers: { authorization: `Bearer ${await idpToken({ sub: "a", iss: url })}` } });
+      expectProblem(response, 503, "identity_provider_unavailable");
+      expect(response.headers["retry-after"]).toBe("5");
+      // Built-in tokens do not depend on the provider.
+      const own = await h.issuer.issue({ subject: "bootstrap-admin", kind: "user" });
+      expect((await app.inject({ method: "GET", url: "/probe", headers: { authorization: `Bearer ${own.token}` } })).json()).toEqual({ actor: "bootstrap-admin" });
+    } finally {
+      await app.close();
+    }
   });
 
   it("refuses a discovery document that names another issuer", async () => {
