@@ -130,9 +130,9 @@ function present(error: GraphQLError, log: FastifyBaseLogger | undefined, correl
     // graphql-js's own findings: syntax, validation, variable coercion (no cause of ours behind them).
     const code = typeof cause.extensions?.code === "string"
       ? cause.extensions.code
-      : cause.message.startsWith("Syntax Error")
+      : error.message.startsWith("Syntax Error")
         ? "GRAPHQL_PARSE_FAILED"
-        : cause.message.startsWith("Variable ") || cause.message.startsWith("Expected ")
+        : error.message.startsWith("Variable ") || error.message.startsWith("Expected ")
           ? "BAD_USER_INPUT"
           : "GRAPHQL_VALIDATION_FAILED";
     return json(error.message, { ...cause.extensions, code }, location, 400);
