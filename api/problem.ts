@@ -10,16 +10,17 @@ import { z } from "zod";
  * | status | codes |
  * |---|---|
  * | 400 | validation_failed, malformed_body, command_invalid, invalid_if_match, invalid_cursor, invalid_idempotency_key, invalid_position, bad_request (other 4xx from the framework keep their status) |
- * | 401 | unauthenticated |
+ * | 401 | unauthenticated, invalid_token, invalid_credentials |
  * | 403 | forbidden, scope_mismatch |
- * | 404 | tenant_not_found, project_not_found, environment_not_found, route_not_found |
- * | 409 | tenant_exists, project_exists, environment_exists, project_name_taken, environment_name_taken, tenant_suspended, project_archived, project_has_active_environments, concurrency_conflict, idempotency_key_in_use |
+ * | 404 | tenant_not_found, project_not_found, environment_not_found, service_account_not_found, route_not_found |
+ * | 409 | tenant_exists, project_exists, environment_exists, project_name_taken, environment_name_taken, tenant_suspended, project_archived, project_has_active_environments, subject_kind_mismatch, concurrency_conflict, idempotency_key_in_use |
  * | 412 | precondition_failed (If-Match named a version the tenant stream is no longer at) |
  * | 413 | body_too_large |
  * | 415 | unsupported_media_type |
- * | 422 | invalid_name, invalid_quota, quota_exceeds_tenant_limit, quota_below_project_limit, idempotency_key_reused, and any domain code not listed here |
+ * | 422 | invalid_name, invalid_quota, invalid_role, invalid_subject, quota_exceeds_tenant_limit, quota_below_project_limit, idempotency_key_reused, and any domain code not listed here |
  * | 429 | rate_limited (with Retry-After) |
  * | 500 | internal_error (no stack; logged with the correlation id) |
+ * | 503 | identity_provider_unavailable (the OIDC provider cannot be reached; with Retry-After) |
  * | 504 | projection_lagging (a read's minPosition was not reached in time) |
  *
  * 409 means "conflicts with the resource's current state: change the state
@@ -44,11 +45,14 @@ export const PROBLEM_KINDS = {
   invalid_position: { status: 400, title: "Not a log position" },
   bad_request: { status: 400, title: "Bad request" },
   unauthenticated: { status: 401, title: "Authentication required" },
+  invalid_token: { status: 401, title: "The bearer token is not valid" },
+  invalid_credentials: { status: 401, title: "The credentials are not valid" },
   forbidden: { status: 403, title: "Not allowed" },
   scope_mismatch: { status: 403, title: "Outside the caller's scope" },
   tenant_not_found: { status: 404, title: "Tenant not found" },
   project_not_found: { status: 404, title: "Project not found" },
   environment_not_found: { status: 404, title: "Environment not found" },
+  service_account_not_found: { status: 404, title: "Service account not found" },
   route_not_found: { status: 404, title: "No such route" },
   tenant_exists: { status: 409, title: "The tenant exists already" },
   project_exists: { status: 409, title: "The project exists already" },
@@ -58,18 +62,22 @@ export const PROBLEM_KINDS = {
   tenant_suspended: { status: 409, title: "The tenant is suspended" },
   project_archived: { status: 409, title: "The project is archived" },
   project_has_active_environments: { status: 409, title: "The project has active environments" },
-  concurrency_conflict: { status: 409, title: "The tenant changed concurrently" },
+  subject_kind_mismatch: { status: 409, title: "The subject is of another kind" },
+  concurrency_conflict: { status: 409, title: "The resource changed concurrently" },
   idempotency_key_in_use: { status: 409, title: "A request with this Idempotency-Key is still in progress" },
   precondition_failed: { status: 412, title: "The tenant is not at the version named in If-Match" },
   body_too_large: { status: 413, title: "The request body is too large" },
   unsupported_media_type: { status: 415, title: "Send application/json" },
   invalid_name: { status: 422, title: "The name is not a DNS label" },
   invalid_quota: { status: 422, title: "The quota is not valid" },
+  invalid_role: { status: 422, title: "Not a role" },
+  invalid_subject: { status: 422, title: "Not a subject" },
   quota_exceeds_tenant_limit: { status: 422, title: "The project quota exceeds the tenant's limit" },
   quota_below_project_limit: { status: 422, title: "The tenant quota is below a project's limit" },
   idempotency_key_reused: { status: 422, title: "The Idempotency-Key was used for a different request" },
   rate_limited: { status: 429, title: "Too many requests" },
   internal_error: { status: 500, title: "Internal error" },
+  identity_provider_unavailable: { status: 503, title: "The identity provider cannot be reached" },
   projection_lagging: { status: 504, title: "The read model did not reach the requested position in time" },
 } as const satisfies Record<string, ProblemKind>;
 
