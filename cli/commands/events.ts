@@ -161,14 +161,18 @@ async function tailGraphql(
       on: { connected: () => void (everConnected = true) },
     });
     const outcome = await new Promise<{ error?: unknown }>((resolve) => {
-      const onAbort = () => resolve({});
+      // Ctrl-C: drop the socket at once rather than wait for a close handshake.
+      const onAbort = () => {
+        wsClient.terminate();
+        resolve({});
+      };
       signal.addEventListener("abort", onAbort, { once: true });
       wsClient.subscribe<{ events: Resource }>(
         { query, variables: { streamId: options.stream ?? null, afterPosition: after ?? null } },
         {
           next: (result) => {
             if (result.errors?.length) {
-              resolve({ error: new CliError(ExitCode.server, `events subscription: ${result.errors.map((e) => e.message).join("; ")}`) });
+              resolve({ error: graphqlErrors(result.errors as GraphqlError[]) });
               return;
             }
             const event = result.data?.events;
@@ -182,10 +186,10 @@ async function tailGraphql(
         },
       );
     });
-    await wsClient.dispose();
     if (signal.aborted) return;
+    await wsClient.dispose();
     if (outcome.error instanceof CliError) throw outcome.error;
-    if (Array.isArray(outcome.error)) throw new CliError(ExitCode.usage, `events subscription refused: ${outcome.error.map((e: { message?: string }) => e.message).join("; ")}`);
+    if (Array.isArray(outcome.error)) throw graphqlErrors(outcome.error as GraphqlError[]);
     const closeCode = (outcome.error as { code?: number } | undefined)?.code;
     if (closeCode === 4401 || closeCode === 4403) throw new CliError(ExitCode.auth, "the server refused the events subscription (not authorised)");
     if (!everConnected) {
@@ -198,6 +202,30 @@ async function tailGraphql(
     note(`(events: connection lost; reconnecting in ${seconds} s)`);
     await sleep(seconds * 1000, signal);
   }
+}
+
+interface GraphqlError {
+  message?: string;
+  extensions?: { code?: string };
+}
+
+/** GraphQL error codes as the CLI's exit codes. */
+const GRAPHQL_EXIT: Record<string, ExitCode> = {
+  NOT_FOUND: ExitCode.notFound,
+  UNAUTHENTICATED: ExitCode.auth,
+  FORBIDDEN: ExitCode.auth,
+  BAD_USER_INPUT: ExitCode.usage,
+  BAD_REQUEST: ExitCode.usage,
+  GRAPHQL_VALIDATION_FAILED: ExitCode.usage,
+  GRAPHQL_PARSE_FAILED: ExitCode.usage,
+  QUERY_TOO_DEEP: ExitCode.usage,
+  QUERY_TOO_COSTLY: ExitCode.usage,
+};
+
+export function graphqlErrors(errors: readonly GraphqlError[]): CliError {
+  const code = errors.map((e) => e.extensions?.code).find((c): c is string => typeof c === "string" && c in GRAPHQL_EXIT);
+  const message = errors.map((e) => e.message ?? "error").join("; ");
+  return new CliError(code ? GRAPHQL_EXIT[code]! : ExitCode.server, `events subscription refused: ${message}`);
 }
 
 async function tailRest(client: ApiClient, options: TailOptions, print: (event: Resource) => void, signal: AbortSignal): Promise<void> {

@@ -165,6 +165,16 @@ describe("dv events tail without GraphQL", () => {
   });
 });
 
+describe("GraphQL errors", () => {
+  it("map to exit codes by extensions.code", async () => {
+    const { graphqlErrors } = await import("../../../cli/commands/events.ts");
+    expect(graphqlErrors([{ message: "stream x does not exist", extensions: { code: "NOT_FOUND" } }]).exitCode).toBe(2);
+    expect(graphqlErrors([{ message: "no", extensions: { code: "UNAUTHENTICATED" } }]).exitCode).toBe(4);
+    expect(graphqlErrors([{ message: "bad", extensions: { code: "GRAPHQL_VALIDATION_FAILED" } }]).exitCode).toBe(1);
+    expect(graphqlErrors([{ message: "boom", extensions: { code: "INTERNAL_SERVER_ERROR" } }]).exitCode).toBe(5);
+  });
+});
+
 describe("event lines", () => {
   it("table: position, time, stream, type; json: one object per line", () => {
     expect(formatEventLine(LOG[0]!, "table")).toBe("100.1  2025-01-01T00:00:01Z  tenant-t1  TenantCreated\n");
