@@ -87,14 +87,12 @@ export async function runMutation<Success>(context: GraphqlContext, spec: Mutati
   const pinned = spec.expectedVersion !== null && spec.expectedVersion !== undefined;
   let result;
   try {
+    // No context scope: the handler files events under the command's own ids, and who may act on those ids
+    // was decided above by the policy. (A scope built from unvalidated input would be checked before the
+    // command and fail as a bug rather than as ValidationFailed.)
     result = await executeTenancyCommand(context.services.store, command, {
       actor: { kind: actor.kind, id: actor.id },
       correlationId: context.correlationId,
-      scope: {
-        tenantId: command.tenantId,
-        ...(command.projectId !== undefined ? { projectId: command.projectId } : {}),
-        ...(command.environmentId !== undefined ? { environmentId: command.environmentId } : {}),
-      },
       ...(pinned ? { expectedVersion: spec.expectedVersion! } : {}),
     });
   } catch (error) {

@@ -21,6 +21,7 @@ export const {
   isInterfaceType,
   isObjectType,
   lexicographicSortSchema,
+  parse,
   printSchema,
   specifiedRules,
   validate,

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { DocumentNode, GraphQLError, GraphQLSchema } from "graphql";
-import { specifiedRules, validate } from "./graphql-js.ts";
+import { GraphQLError as GraphQLErrorClass, parse, specifiedRules, validate } from "./graphql-js.ts";
 import type { Kysely } from "kysely";
 import mercurius from "mercurius";
 import type pg from "pg";
@@ -64,6 +64,16 @@ export function graphqlModule(deps: GraphqlDeps): { register(app: FastifyInstanc
           },
         });
 
+        // mercurius falls back to reading an unparsable query as a JSON-encoded AST, which no client of ours
+        // sends and which feeds graphql-js documents it never validated the shape of: only GraphQL text is accepted.
+        scope.graphql.addHook("preParsing", async (_schema, source) => {
+          try {
+            parse(source, { maxTokens: MAX_TOKENS });
+          } catch (error) {
+            if (error instanceof GraphQLErrorClass) throw new RequestRejected([error]);
+            throw error;
+          }
+        });
         // Limits need the variables (`first: $n`), so they run before execution rather than as validation rules.
         scope.graphql.addHook("preExecution", async (hookSchema, document, _context, variables) => {
           rejectIfOverLimits(hookSchema, document, (variables ?? {}) as Variables);
