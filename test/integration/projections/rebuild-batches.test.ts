@@ -50,7 +50,7 @@ async function drain(reader: LogReader, limit: number): Promise<RecordedEvent[][
     const batch = await reader.take(limit);
     if (batch.length === 0) break;
     batches.push(batch);
-    reader.prefetch(); // as the replay loop does, before applying the batch
+    reader.prefetch(limit); // as the replay loop does, before applying the batch
   }
   await reader.close();
   return batches;
@@ -89,6 +89,17 @@ describe("rebuild batches", () => {
     expect(batches.slice(0, -1).every((b) => b.length <= 30)).toBe(true);
   });
 
+  it("assemble a batch bigger than a read from several reads, all but the first made ahead", async () => {
+    const { store, reads, log } = scriptedStore(1_003);
+    const reader = new LogReader(store, START, 100);
+    const batches = await drain(reader, 250);
+    expect(batches.flat().map((e) => e.id)).toEqual(log.map((e) => e.id));
+    expect(batches.map((b) => b.length)).toEqual([250, 250, 250, 250, 3]);
+    expect(reads.every((r) => r.limit === 100)).toBe(true);
+    // The short read was made ahead (overlapping a batch), so a clean one confirmed the head.
+    expect(reads.map((r) => r.returned).slice(-2)).toEqual([3, 0]);
+  });
+
   it("do not take a short read made while a batch was open for the head: the next read is a clean one", async () => {
     // Read 2 (a prefetch, overlapping "our" batch) sees only 2 of the 40 events after it, as when an
     // open transaction holds readers back; every other read sees the whole log.
@@ -109,7 +120,7 @@ describe("rebuild batches", () => {
     const { store, reads } = scriptedStore(12);
     const reader = new LogReader(store, START, 5);
     expect((await reader.take(5)).length).toBe(5);
-    reader.prefetch();
+    reader.prefetch(5);
     await reader.close(); // an abort between batches: the prefetch settles before the rebuild returns
     expect(reads).toHaveLength(2);
   });
@@ -125,7 +136,7 @@ describe("rebuild batches", () => {
     } as unknown as EventStore;
     const reader = new LogReader(store, START, 1);
     expect((await reader.take(1)).map((e) => e.id)).toEqual(["e1"]);
-    reader.prefetch();
+    reader.prefetch(1);
     await expect(reader.take(1)).rejects.toThrow("connection lost");
   });
 });
