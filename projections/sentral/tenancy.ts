@@ -391,7 +391,8 @@ async function expectOne(result: Promise<{ numUpdatedRows: bigint }>, recorded: 
 //
 // An event that creates a key the batch already changed or created fails,
 // because per event it always would (a duplicate insert, or the earlier
-// update found no row). So at most seven statements per batch.
+// update found no row). So at most seven statements per batch, each with its
+// rows as one JSON parameter.
 
 /** A tenant row as written by TenantCreated and changed in memory by the rest of the batch. */
 interface TenantValues {
@@ -471,9 +472,29 @@ async function applyTenancyBatch(db: Kysely<TenancyTables>, events: readonly Rec
   for (let order = 0; order < events.length; order++) {
     const recorded = events[order]!;
     const event = parseTenancyEvent(recorded);
-    if (event) batch.apply(recorded, event, order);
+    if (event) batch.apply(recorded, wellFormed(event), order);
   }
   await batch.flush(db, schema);
+}
+
+type StringMethods = { isWellFormed(this: string): boolean; toWellFormed(this: string): string };
+const { isWellFormed, toWellFormed } = String.prototype as unknown as StringMethods;
+
+/**
+ * The per-event path sends strings as UTF-8 parameters, which turns a lone
+ * UTF-16 surrogate into U+FFFD; JSON would carry it as an escape Postgres
+ * refuses. So the batch path replaces them first, keys included: two ids that
+ * differ only there are one row in Postgres and must be one key here.
+ */
+function wellFormed(event: TenancyEvent): TenancyEvent {
+  let data: Record<string, unknown> | undefined;
+  for (const [name, value] of Object.entries(event.data)) {
+    if (typeof value === "string" && !isWellFormed.call(value)) {
+      data ??= { ...event.data };
+      data[name] = toWellFormed.call(value);
+    }
+  }
+  return data ? ({ type: event.type, data } as TenancyEvent) : event;
 }
 
 class TenancyBatch {
@@ -628,21 +649,37 @@ class TenancyBatch {
     change.version = recorded.streamPosition;
   }
 
+  /**
+   * Each statement gets its rows as one JSON parameter, expanded by
+   * json_to_recordset: JSON.stringify is native and much cheaper than
+   * node-postgres building one array literal per column (profiled: the
+   * arrays cost more than the fold), and the SQL names every column's type.
+   */
   async flush(db: Kysely<TenancyTables>, schema: string): Promise<void> {
     const table = (name: keyof TenancyTables) => sql.table(`${schema}.${name}`);
+    const json = (rows: readonly object[]) => sql`${JSON.stringify(rows)}::json`;
 
-    const tenants = [...this.tenants.values()];
-    if (tenants.length) {
+    if (this.tenants.size) {
       await sql`insert into ${table("tenants")}
           (tenant_id, name, display_name, status, suspended_reason, created_at, updated_at, version, stream_version)
-        select * from unnest(
-          ${column(tenants, "tenant_id")}::text[], ${column(tenants, "name")}::text[], ${column(tenants, "display_name")}::text[],
-          ${column(tenants, "status")}::text[], ${column(tenants, "suspended_reason")}::text[],
-          ${column(tenants, "created_at")}::timestamptz[], ${column(tenants, "updated_at")}::timestamptz[],
-          ${column(tenants, "version")}::int4[], ${column(tenants, "stream_version")}::int4[])`.execute(db);
+        select tenant_id, name, display_name, status, suspended_reason, created_at, updated_at, version, stream_version
+          from json_to_recordset(${json([...this.tenants.values()])})
+            as v(tenant_id text, name text, display_name text, status text, suspended_reason text,
+                 created_at timestamptz, updated_at timestamptz, version int4, stream_version int4)`.execute(db);
     }
-    const tenantPatches = [...this.tenantPatches.values()];
-    if (tenantPatches.length) {
+    if (this.tenantPatches.size) {
+      const patches = [...this.tenantPatches.values()].map((p) => ({
+        tenant_id: p.tenant_id,
+        named: p.named !== undefined,
+        name: p.named?.name ?? null,
+        display_name: p.named?.display_name ?? null,
+        status_set: p.status !== undefined,
+        status: p.status?.status ?? null,
+        suspended_reason: p.status?.suspended_reason ?? null,
+        updated_at: p.updated?.at ?? null,
+        version: p.updated?.version ?? null,
+        stream_version: p.stream_version,
+      }));
       const { rows } = await sql<{ tenant_id: string }>`update ${table("tenants")} as t
            set name = case when v.named then v.name else t.name end,
                display_name = case when v.named then v.display_name else t.display_name end,
@@ -651,87 +688,86 @@ class TenancyBatch {
                updated_at = coalesce(v.updated_at, t.updated_at),
                version = coalesce(v.version, t.version),
                stream_version = v.stream_version
-          from unnest(
-            ${tenantPatches.map((p) => p.tenant_id)}::text[],
-            ${tenantPatches.map((p) => p.named !== undefined)}::bool[],
-            ${tenantPatches.map((p) => p.named?.name ?? null)}::text[],
-            ${tenantPatches.map((p) => p.named?.display_name ?? null)}::text[],
-            ${tenantPatches.map((p) => p.status !== undefined)}::bool[],
-            ${tenantPatches.map((p) => p.status?.status ?? null)}::text[],
-            ${tenantPatches.map((p) => p.status?.suspended_reason ?? null)}::text[],
-            ${tenantPatches.map((p) => p.updated?.at ?? null)}::timestamptz[],
-            ${tenantPatches.map((p) => p.updated?.version ?? null)}::int4[],
-            ${tenantPatches.map((p) => p.stream_version)}::int4[])
-            as v(tenant_id, named, name, display_name, status_set, status, suspended_reason, updated_at, version, stream_version)
+          from json_to_recordset(${json(patches)})
+            as v(tenant_id text, named bool, name text, display_name text, status_set bool, status text,
+                 suspended_reason text, updated_at timestamptz, version int4, stream_version int4)
          where t.tenant_id = v.tenant_id
         returning t.tenant_id`.execute(db);
       expectAll(this.tenantPatches, rows.map((row) => row.tenant_id));
     }
 
-    const projects = [...this.projects.values()];
-    if (projects.length) {
+    if (this.projects.size) {
       await sql`insert into ${table("projects")}
           (tenant_id, project_id, name, description, status, created_at, updated_at, version)
-        select * from unnest(
-          ${column(projects, "tenant_id")}::text[], ${column(projects, "project_id")}::text[], ${column(projects, "name")}::text[],
-          ${column(projects, "description")}::text[], ${column(projects, "status")}::text[],
-          ${column(projects, "created_at")}::timestamptz[], ${column(projects, "updated_at")}::timestamptz[],
-          ${column(projects, "version")}::int4[])`.execute(db);
+        select tenant_id, project_id, name, description, status, created_at, updated_at, version
+          from json_to_recordset(${json([...this.projects.values()])})
+            as v(tenant_id text, project_id text, name text, description text, status text,
+                 created_at timestamptz, updated_at timestamptz, version int4)`.execute(db);
     }
-    const projectPatches = [...this.projectPatches.values()];
-    if (projectPatches.length) {
+    if (this.projectPatches.size) {
+      const patches = [...this.projectPatches.values()].map((p) => ({
+        tenant_id: p.keys[0],
+        project_id: p.keys[1],
+        updated_at: p.at,
+        version: p.version,
+      }));
       const { rows } = await sql<{ tenant_id: string; project_id: string }>`update ${table("projects")} as p
            set status = 'archived', updated_at = v.updated_at, version = v.version
-          from unnest(
-            ${projectPatches.map((p) => p.keys[0])}::text[], ${projectPatches.map((p) => p.keys[1])}::text[],
-            ${projectPatches.map((p) => p.at)}::timestamptz[], ${projectPatches.map((p) => p.version)}::int4[])
-            as v(tenant_id, project_id, updated_at, version)
+          from json_to_recordset(${json(patches)}) as v(tenant_id text, project_id text, updated_at timestamptz, version int4)
          where p.tenant_id = v.tenant_id and p.project_id = v.project_id
         returning p.tenant_id, p.project_id`.execute(db);
       expectAll(this.projectPatches, rows.map((row) => keyOf(row.tenant_id, row.project_id)));
     }
 
-    const environments = [...this.environments.values()];
-    if (environments.length) {
+    if (this.environments.size) {
       await sql`insert into ${table("environments")}
           (tenant_id, project_id, environment_id, name, status, created_at, updated_at, version)
-        select * from unnest(
-          ${column(environments, "tenant_id")}::text[], ${column(environments, "project_id")}::text[],
-          ${column(environments, "environment_id")}::text[], ${column(environments, "name")}::text[],
-          ${column(environments, "status")}::text[],
-          ${column(environments, "created_at")}::timestamptz[], ${column(environments, "updated_at")}::timestamptz[],
-          ${column(environments, "version")}::int4[])`.execute(db);
+        select tenant_id, project_id, environment_id, name, status, created_at, updated_at, version
+          from json_to_recordset(${json([...this.environments.values()])})
+            as v(tenant_id text, project_id text, environment_id text, name text, status text,
+                 created_at timestamptz, updated_at timestamptz, version int4)`.execute(db);
     }
-    const environmentPatches = [...this.environmentPatches.values()];
-    if (environmentPatches.length) {
+    if (this.environmentPatches.size) {
+      const patches = [...this.environmentPatches.values()].map((p) => ({
+        tenant_id: p.keys[0],
+        project_id: p.keys[1],
+        environment_id: p.keys[2],
+        updated_at: p.at,
+        version: p.version,
+      }));
       const { rows } = await sql<{ tenant_id: string; project_id: string; environment_id: string }>`update ${table("environments")} as e
            set status = 'archived', updated_at = v.updated_at, version = v.version
-          from unnest(
-            ${environmentPatches.map((p) => p.keys[0])}::text[], ${environmentPatches.map((p) => p.keys[1])}::text[],
-            ${environmentPatches.map((p) => p.keys[2])}::text[],
-            ${environmentPatches.map((p) => p.at)}::timestamptz[], ${environmentPatches.map((p) => p.version)}::int4[])
-            as v(tenant_id, project_id, environment_id, updated_at, version)
+          from json_to_recordset(${json(patches)})
+            as v(tenant_id text, project_id text, environment_id text, updated_at timestamptz, version int4)
          where e.tenant_id = v.tenant_id and e.project_id = v.project_id and e.environment_id = v.environment_id
         returning e.tenant_id, e.project_id, e.environment_id`.execute(db);
       expectAll(this.environmentPatches, rows.map((row) => keyOf(row.tenant_id, row.project_id, row.environment_id)));
     }
 
-    const quotas = [...this.quotas.values()];
-    if (quotas.length) {
+    if (this.quotas.size) {
       // Existing rows get the merged patch; the others are inserted as the first set would have (unnamed limits null).
-      const limit = (name: QuotaColumn) => sql`${quotas.map((q) => q.set.get(name) ?? null)}::int8[]`;
-      const named = (name: QuotaColumn) => sql`${quotas.map((q) => q.set.has(name))}::bool[]`;
-      const columns = QUOTA_COLUMN_LIST.map((name) => sql.ref(name));
+      const changes = [...this.quotas.values()].map((q) => {
+        const row: Record<string, unknown> = {
+          tenant_id: q.tenant_id,
+          scope_kind: q.scope_kind,
+          scope_id: q.scope_id,
+          project_id: q.project_id,
+          created_at: q.created_at,
+          updated_at: q.updated_at,
+          version: q.version,
+        };
+        for (const name of QUOTA_COLUMN_LIST) {
+          row[name] = q.set.get(name) ?? null;
+          row[`${name}_named`] = q.set.has(name);
+        }
+        return row;
+      });
+      const limits = sql.join(QUOTA_COLUMN_LIST.map((name) => sql.ref(name)));
       await sql`with v as (
-          select * from unnest(
-            ${column(quotas, "tenant_id")}::text[], ${column(quotas, "scope_kind")}::text[], ${column(quotas, "scope_id")}::text[],
-            ${column(quotas, "project_id")}::text[],
-            ${sql.join(QUOTA_COLUMN_LIST.map(limit))}, ${sql.join(QUOTA_COLUMN_LIST.map(named))},
-            ${column(quotas, "created_at")}::timestamptz[], ${column(quotas, "updated_at")}::timestamptz[],
-            ${column(quotas, "version")}::int4[])
-            as v(tenant_id, scope_kind, scope_id, project_id,
-                 ${sql.join(columns)}, ${sql.join(QUOTA_COLUMN_LIST.map((name) => sql.ref(`${name}_named`)))},
-                 created_at, updated_at, version)
+          select * from json_to_recordset(${json(changes)})
+            as v(tenant_id text, scope_kind text, scope_id text, project_id text,
+                 ${sql.join(QUOTA_COLUMN_LIST.map((name) => sql`${sql.ref(name)} int8, ${sql.ref(`${name}_named`)} bool`))},
+                 created_at timestamptz, updated_at timestamptz, version int4)
         ), updated as (
           update ${table("quotas")} as q
              set ${sql.join(QUOTA_COLUMN_LIST.map((name) => sql`${sql.ref(name)} = case when ${sql.ref(`v.${name}_named`)} then ${sql.ref(`v.${name}`)} else ${sql.ref(`q.${name}`)} end`))},
@@ -740,9 +776,8 @@ class TenancyBatch {
            where q.tenant_id = v.tenant_id and q.scope_kind = v.scope_kind and q.scope_id = v.scope_id
           returning q.tenant_id, q.scope_kind, q.scope_id
         )
-        insert into ${table("quotas")} (tenant_id, scope_kind, scope_id, project_id, ${sql.join(columns)}, created_at, updated_at, version)
-        select v.tenant_id, v.scope_kind, v.scope_id, v.project_id, ${sql.join(QUOTA_COLUMN_LIST.map((name) => sql.ref(`v.${name}`)))},
-               v.created_at, v.updated_at, v.version
+        insert into ${table("quotas")} (tenant_id, scope_kind, scope_id, project_id, ${limits}, created_at, updated_at, version)
+        select v.tenant_id, v.scope_kind, v.scope_id, v.project_id, ${limits}, v.created_at, v.updated_at, v.version
           from v
          where not exists (select 1 from updated u
                             where u.tenant_id = v.tenant_id and u.scope_kind = v.scope_kind and u.scope_id = v.scope_id)`.execute(db);
@@ -772,10 +807,6 @@ function archive<Row extends { status: LifecycleStatus; updated_at: Date; versio
   } else {
     patches.set(key, { first: recorded, order, keys, at: recorded.occurredAt, version: recorded.streamPosition });
   }
-}
-
-function column<Row, K extends keyof Row>(rows: readonly Row[], name: K): Row[K][] {
-  return rows.map((row) => row[name]);
 }
 
 /** Every patched key must have matched a row: the first event (in log order) whose row was missing fails the batch. */
