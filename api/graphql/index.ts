@@ -22,8 +22,8 @@ export interface GraphqlDeps {
   /**
    * Verifies the bearer token a WebSocket client sends in connection_init
    * (`{ authorization: "Bearer <token>" }`): the actor, or null to refuse the
-   * connection. Without it only the upgrade request's own authentication
-   * (request.actor) applies, and a token in connection_init is refused.
+   * connection. Without it a token in connection_init is ignored and only the
+   * upgrade request's own authentication (request.actor) applies.
    */
   authenticateToken?(token: string): Promise<AuthenticatedActor | null>;
   /** How long a mutation waits for the read model before answering Accepted (default 5000 ms). */
@@ -104,17 +104,19 @@ function rejectIfOverLimits(schema: GraphQLSchema, document: DocumentNode, varia
 
 /**
  * connection_init: `{ authorization: "Bearer <token>" }` (also accepted as
- * `Authorization`, or under `headers`). No token: the connection keeps the
- * actor of the upgrade request (possibly none; every subscription then
- * fails UNAUTHENTICATED). A token that does not verify refuses the connection.
+ * `Authorization`, or under `headers`). A token that verifies sets the
+ * connection's actor; one that does not refuses the connection. No token, or
+ * no verifier configured: the connection keeps the actor of the upgrade
+ * request (browsers cannot send headers there; other clients can), possibly
+ * none, and then every subscription fails UNAUTHENTICATED.
  */
 async function authenticateConnection(deps: GraphqlDeps, payload: unknown): Promise<boolean | Pick<GraphqlContext, "actor">> {
   const fields = (typeof payload === "object" && payload !== null ? payload : {}) as Record<string, unknown>;
   const headers = (typeof fields.headers === "object" && fields.headers !== null ? fields.headers : {}) as Record<string, unknown>;
   const raw = fields.authorization ?? fields.Authorization ?? headers.authorization ?? headers.Authorization;
-  if (raw === undefined) return true;
+  if (raw === undefined || !deps.authenticateToken) return true;
   const match = typeof raw === "string" ? /^Bearer\s+(\S+)\s*$/i.exec(raw) : null;
-  if (!match || !deps.authenticateToken) return false;
+  if (!match) return false;
   const actor = await deps.authenticateToken(match[1]!);
   return actor ? { actor } : false;
 }

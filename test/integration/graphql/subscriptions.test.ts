@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { projectGlobalId, tenantGlobalId } from "../../../api/graphql/ids.ts";
 import { tenantStreamId } from "../../../domain/sentral/stream.ts";
+import { actorHeader } from "../api/support/test-auth.ts";
 import { Collected } from "./support/collect.ts";
 import { actors, createGraphqlHarness, type GraphqlHarness } from "./support/harness.ts";
 import { CREATE_ENVIRONMENT, CREATE_PROJECT, must, seedTenancy, SET_PROJECT_QUOTA, type Fixture } from "./support/seed.ts";
@@ -213,6 +214,13 @@ describe("subscriptions over graphql-transport-ws", () => {
     await until(() => h.openSubscriptions() === before + 1);
     await client.dispose();
     await until(() => h.openSubscriptions() === before);
+  });
+
+  it("an actor authenticated on the upgrade request needs no token in connection_init", async () => {
+    const client = await h.ws(null, { connectionParams: {}, upgradeHeaders: actorHeader(actors.auditor()) });
+    const sub = Collected.start(client, EVENTS, {}, (data) => data.events);
+    await live(sub, f.b, (item) => item.data?.projectId ?? null);
+    sub.stop();
   });
 
   it("refuses a bad token, an anonymous subscriber, a bad position and an invalid document", async () => {

@@ -23,7 +23,7 @@ export interface GraphqlHarness {
   /** POST /graphql as `actor` (null: anonymous). */
   gql<T = any>(actor: TestActor | null, query: string, variables?: Record<string, unknown>): Promise<GraphqlResponse<T>>;
   /** A graphql-ws client on the listening server, authenticated by a connection_init token for `actor`. */
-  ws(actor: TestActor | null, options?: { connectionParams?: Record<string, unknown> }): Promise<Client>;
+  ws(actor: TestActor | null, options?: { connectionParams?: Record<string, unknown>; upgradeHeaders?: Record<string, string> }): Promise<Client>;
   /** Events stored in the log (to prove that a refused input appended nothing). */
   eventCount(): Promise<number>;
   /** Store subscriptions the GraphQL module has open (each subscription tails the log until stopped). */
@@ -82,9 +82,16 @@ export async function createGraphqlHarness(options: Partial<Pick<GraphqlDeps, "w
         const address = await app.listen({ port: 0, host: "127.0.0.1" });
         url = `${address.replace(/^http/, "ws")}/graphql`;
       }
+      const headers = wsOptions.upgradeHeaders;
       const client = createClient({
         url,
-        webSocketImpl: WebSocket,
+        webSocketImpl: headers
+          ? class extends WebSocket {
+              constructor(address: string, protocols?: string | string[]) {
+                super(address, protocols, { headers });
+              }
+            }
+          : WebSocket,
         retryAttempts: 0,
         lazy: true,
         connectionParams: wsOptions.connectionParams ?? (actor ? { authorization: `Bearer ${tokenFor(actor)}` } : {}),
