@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { CliError, ExitCode } from "../core/errors.ts";
+import { CliError, ExitCode, usageError } from "../core/errors.ts";
 import type { ApiClient } from "../core/http.ts";
 import { cell } from "../core/output.ts";
 import { itemsOf, type Resource } from "../core/resources.ts";
@@ -16,6 +16,9 @@ import type { Runtime } from "../core/runtime.ts";
  * `GET /v1/events?after=&streamId=`. Either way the tail resumes after the
  * last event it printed when the connection drops.
  */
+
+/** The position before the first event of the log. */
+export const START_POSITION = "0.0";
 
 export const DEFAULT_FIELDS = ["id", "type", "streamId", "streamPosition", "position", "occurredAt"] as const;
 
@@ -50,8 +53,10 @@ export function registerEventCommands(program: Command, runtime: Runtime): void 
     .summary("follow events as they are written")
     .description("follow events as they are written (Ctrl-C stops); --output json prints one JSON object per line")
     .option("--stream <id>", "only this stream (one aggregate, e.g. tenant-<id>)")
-    .option("--after <position>", "start after this log position (from X-Dv-Position or an event's position)")
-    .action(async (options: TailOptions, command: Command) => {
+    .option("--after <position>", "start after this log position (an event's `position`, or an X-Dv-Position header); default: from now on")
+    .option("--from-start", "replay the whole log first, then follow")
+    .action(async (options: TailOptions & { fromStart?: boolean }, command: Command) => {
+      if (options.fromStart && options.after !== undefined) throw usageError("--from-start and --after exclude each other");
       const client = await runtime.client(command);
       if (!client.hasToken) throw new CliError(ExitCode.auth, "not logged in", undefined, "`dvid login --api URL ...`");
       const format = runtime.format(command);
@@ -60,7 +65,8 @@ export function registerEventCommands(program: Command, runtime: Runtime): void 
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
       try {
-        await tailEvents(client, options, (event) => runtime.out(formatEventLine(event, format)), controller.signal, (line) => runtime.err(`${line}\n`));
+        const from = options.fromStart ? { ...options, after: START_POSITION } : options;
+        await tailEvents(client, from, (event) => runtime.out(formatEventLine(event, format)), controller.signal, (line) => runtime.err(`${line}\n`));
       } finally {
         process.removeListener("SIGINT", stop);
         process.removeListener("SIGTERM", stop);
