@@ -11,6 +11,7 @@ import { registerQuotaCommands } from "./commands/quota.ts";
 import { registerTenancyCommands } from "./commands/tenancy.ts";
 import { registerIdentityCommands } from "./identity/commands.ts";
 import { PLANNED, registerPlanned, type PlannedBin } from "./planned.ts";
+import { registerUpCommand } from "./up/command.ts";
 
 /** Every bin of the family; one codebase, one program per bin. */
 export const BINS = ["dv", "dvid", "dvce", "dvke", "dvnet", "dvos", "dvapp"] as const;
@@ -48,6 +49,7 @@ export function buildProgram(bin: Bin, runtime: Runtime): Command {
 
   switch (bin) {
     case "dv":
+      registerUpCommand(program, runtime);
       registerContextCommands(program, runtime);
       registerTenancyCommands(program, runtime);
       registerQuotaCommands(program, runtime);

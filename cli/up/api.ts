@@ -1,0 +1,160 @@
+import type { Kysely } from "kysely";
+import type pg from "pg";
+import { createKysely } from "../../adapters/postgres/connection.ts";
+import type { PostgresEventStore } from "../../adapters/eventstore/postgres/store.ts";
+import { BootstrapSecretError, ensureBootstrap } from "../../adapters/identity/bootstrap.ts";
+import { decodeJwt } from "jose";
+import { BuiltInIssuer } from "../../adapters/identity/issuer.ts";
+import { OidcConfigError, OidcVerifier } from "../../adapters/identity/oidc.ts";
+import { InvalidTokenError } from "../../adapters/identity/port.ts";
+import { CachedPrincipals, identityServerPlugin } from "../../api/auth/index.ts";
+import type { AuthenticatedActor } from "../../api/auth/types.ts";
+import { graphqlModule } from "../../api/graphql/index.ts";
+import { buildServer } from "../../api/server.ts";
+import { grantsProjection, type ProjectionRunner } from "../../projections/index.ts";
+import { CliError, ExitCode } from "../core/errors.ts";
+
+export interface ApiDeps {
+  readonly pool: pg.Pool;
+  readonly store: PostgresEventStore;
+  readonly runner: ProjectionRunner;
+  readonly host: string;
+  readonly port: number;
+  readonly env: NodeJS.ProcessEnv;
+  readonly say: (line: string) => void;
+}
+
+export interface StartedApi {
+  /** http://host:port as bound (a wildcard host shown as 127.0.0.1). */
+  readonly url: string;
+  readonly port: number;
+  /** Only when newly generated: printed once, never stored in the clear. */
+  readonly bootstrapSecret: string | null;
+  readonly oidcIssuer: string | null;
+  close(): Promise<void>;
+}
+
+const GRANT_WAIT_MS = 10_000;
+
+/**
+ * Identity (built-in EdDSA issuer, optional OIDC provider, the bootstrap
+ * credential), then the HTTP server listening on host:port.
+ */
+export async function startApi(deps: ApiDeps): Promise<StartedApi> {
+  const { env } = deps;
+  const db: Kysely<any> = createKysely<any>(deps.pool);
+  const localUrl = `http://${displayHost(deps.host)}:${deps.port}`;
+
+  let oidc: OidcVerifier | null;
+  try {
+    oidc = OidcVerifier.fromEnv(env);
+  } catch (error) {
+    if (error instanceof OidcConfigError) throw new CliError(ExitCode.usage, error.message);
+    throw error;
+  }
+  const issuer = await BuiltInIssuer.create({
+    db,
+    // The `iss` of the tokens this API issues: its public URL (DV_ISSUER when it sits behind a proxy).
+    issuer: env.DV_ISSUER?.trim() || localUrl,
+    keyFile: env.DV_SIGNING_KEY_FILE ?? null,
+  });
+
+  let bootstrap;
+  try {
+    bootstrap = await ensureBootstrap({ db, store: deps.store, envSecret: env.DV_BOOTSTRAP_SECRET ?? null });
+  } catch (error) {
+    if (error instanceof BootstrapSecretError) throw new CliError(ExitCode.usage, error.message);
+    throw error;
+  }
+  if (bootstrap.state === "rotated_from_env") deps.say("  the bootstrap secret was replaced by DV_BOOTSTRAP_SECRET");
+  // The first start grants bootstrap-admin platform-admin by an event: let the grants read model
+  // apply it before anyone can log in, so the first token works at once.
+  if (bootstrap.position) await deps.runner.waitForPosition(grantsProjection.name, bootstrap.position, GRANT_WAIT_MS);
+
+  const principals = new CachedPrincipals({ db });
+  const logLevel = env.DV_LOG_LEVEL?.trim() || "warn";
+  const app = await buildServer({
+    pool: deps.pool,
+    store: deps.store,
+    runner: deps.runner,
+    // JSON lines on stderr; warnings and errors only unless DV_LOG_LEVEL says otherwise (500s carry the correlation id the CLI shows).
+    logger: logLevel === "silent" ? false : { level: logLevel, stream: process.stderr },
+    auth: identityServerPlugin({
+      db,
+      store: deps.store,
+      issuer,
+      oidc,
+      awaitProjection: (position) => deps.runner.waitForPosition(grantsProjection.name, position, 5_000),
+    }),
+    graphql: graphqlModule({
+      pool: deps.pool,
+      db,
+      store: deps.store,
+      runner: deps.runner,
+      authenticateToken: (token) => authenticateToken(token, issuer, oidc, principals),
+    }),
+  });
+  try {
+    await app.listen({ host: deps.host, port: deps.port });
+  } catch (error) {
+    await app.close();
+    if ((error as NodeJS.ErrnoException).code === "EADDRINUSE") {
+      throw new CliError(ExitCode.usage, `${deps.host}:${deps.port} is in use`, undefined, "choose another port with --port or DV_PORT");
+    }
+    if ((error as NodeJS.ErrnoException).code === "EADDRNOTAVAIL") {
+      throw new CliError(ExitCode.usage, `cannot listen on ${deps.host}: no such address on this machine`);
+    }
+    throw error;
+  }
+  const address = app.server.address();
+  const port = typeof address === "object" && address ? address.port : deps.port;
+  return {
+    url: `http://${displayHost(deps.host)}:${port}`,
+    port,
+    bootstrapSecret: bootstrap.secret,
+    oidcIssuer: oidc?.issuer ?? null,
+    close: () => app.close(),
+  };
+}
+
+/**
+ * A bearer token sent in a GraphQL WebSocket's connection_init (browsers
+ * cannot set headers on the upgrade) as an actor, the way the auth plugin
+ * does it for HTTP requests: the verifier is chosen by the token's `iss`,
+ * roles come from the grants read model. Null refuses the connection.
+ * TODO(identity): export this from api/auth so the HTTP hook and this share one implementation.
+ */
+async function authenticateToken(
+  token: string,
+  issuer: BuiltInIssuer,
+  oidc: OidcVerifier | null,
+  principals: CachedPrincipals,
+): Promise<AuthenticatedActor | null> {
+  let iss: unknown;
+  try {
+    iss = decodeJwt(token).iss;
+  } catch {
+    return null;
+  }
+  if (typeof iss !== "string") return null;
+  try {
+    const verified = iss === issuer.issuer ? await issuer.verify(token) : oidc?.accepts(iss) ? await oidc.verify(token) : null;
+    if (!verified) return null;
+    const principal = await principals.resolve(verified.subject);
+    return Object.freeze({
+      kind: verified.kind ?? principal.kind ?? "user",
+      id: verified.subject,
+      roles: Object.freeze([...principal.roles]),
+      issuer: verified.issuer,
+    });
+  } catch (error) {
+    if (error instanceof InvalidTokenError) return null;
+    throw error;
+  }
+}
+
+/** Where a client on this machine reaches a listener on `host`. */
+function displayHost(host: string): string {
+  if (host === "0.0.0.0" || host === "::" || host === "") return "127.0.0.1";
+  return host.includes(":") ? `[${host}]` : host;
+}
