@@ -112,5 +112,13 @@ describe("query limits", () => {
     const notJson = await h.app.inject({ method: "POST", url: "/graphql", headers: { "content-type": "application/json" }, payload: "{not json" });
     expect(notJson.statusCode).toBe(400);
     expect(JSON.parse(notJson.body).errors[0].extensions.code).toBe("BAD_REQUEST");
+
+    const plain = await h.app.inject({ method: "POST", url: "/graphql", headers: { "content-type": "text/plain" }, payload: "{ tenants { nodes { id } } }" });
+    expect(plain.statusCode).toBe(400);
+    expect(JSON.parse(plain.body).errors[0].extensions.code).toBe("BAD_REQUEST");
+
+    const noQuery = await h.app.inject({ method: "POST", url: "/graphql", headers: { "content-type": "application/json" }, payload: "{}" });
+    expect(noQuery.statusCode).toBe(400);
+    expect(JSON.parse(noQuery.body).errors[0].extensions.code).toBe("BAD_REQUEST");
   });
 });
