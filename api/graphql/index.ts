@@ -1,6 +1,5 @@
 import type { FastifyInstance } from "fastify";
-import type { DocumentNode, GraphQLError, GraphQLSchema } from "graphql";
-import { GraphQLError as GraphQLErrorClass, parse, specifiedRules, validate } from "./graphql-js.ts";
+import type { DocumentNode, GraphQLSchema } from "graphql";
 import type { Kysely } from "kysely";
 import mercurius from "mercurius";
 import type pg from "pg";
@@ -9,6 +8,7 @@ import type { ProjectionRunner } from "../../projections/index.ts";
 import type { AuthenticatedActor } from "../auth/types.ts";
 import { createContext, createServices, type GraphqlContext } from "./context.ts";
 import { ClientError, formatExecutionErrors, RequestRejected, type ClientErrorCode } from "./errors.ts";
+import { GraphQLError, parse, specifiedRules, validate } from "./graphql-js.ts";
 import { checkLimits, type Variables } from "./limits.ts";
 import { createSchema } from "./schema.ts";
 
@@ -70,7 +70,7 @@ export function graphqlModule(deps: GraphqlDeps): { register(app: FastifyInstanc
           try {
             parse(source, { maxTokens: MAX_TOKENS });
           } catch (error) {
-            if (error instanceof GraphQLErrorClass) throw new RequestRejected([error]);
+            if (error instanceof GraphQLError) throw new RequestRejected([error]);
             throw error;
           }
         });

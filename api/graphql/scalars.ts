@@ -7,7 +7,8 @@ type ScalarImpl = Pick<GraphQLScalarTypeConfig<unknown, unknown>, "serialize" | 
 export const DateTimeScalar: ScalarImpl = {
   serialize(value) {
     const date = value instanceof Date ? value : typeof value === "string" ? new Date(value) : undefined;
-    if (!date || Number.isNaN(date.getTime())) throw new GraphQLError("DateTime cannot represent this value");
+    // Output that does not serialize is our bug, not the caller's: a plain error, masked and logged.
+    if (!date || Number.isNaN(date.getTime())) throw new TypeError(`DateTime cannot represent ${String(value)}`);
     return date.toISOString();
   },
   parseValue(value) {
@@ -34,7 +35,7 @@ function parseDate(value: unknown): Date {
 export const SafeIntScalar: ScalarImpl = {
   serialize(value) {
     const number = typeof value === "string" && /^-?\d+$/.test(value) ? Number(value) : value;
-    if (typeof number !== "number" || !Number.isSafeInteger(number)) throw new GraphQLError("SafeInt cannot represent this value");
+    if (typeof number !== "number" || !Number.isSafeInteger(number)) throw new TypeError(`SafeInt cannot represent ${String(value)}`);
     return number;
   },
   parseValue(value) {
