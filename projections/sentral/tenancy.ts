@@ -384,7 +384,7 @@ async function expectOne(result: Promise<{ numUpdatedRows: bigint }>, recorded: 
 //   that exists already fails it, as the per-event insert would);
 // - changes to rows from earlier batches are merged per key into a patch
 //   (the last value of each column wins) and written by one UPDATE ... FROM
-//   unnest(...) RETURNING the key per table; a patched key that no row has is
+//   json_to_recordset(...) RETURNING the key per table; a patched key that no row has is
 //   the per-event "matched 0 rows" failure, reported for its first event;
 // - quotas are upserts per event: one statement updates the rows that exist
 //   with the merged patch and inserts the others.
@@ -394,6 +394,9 @@ async function expectOne(result: Promise<{ numUpdatedRows: bigint }>, recorded: 
 // update found no row). So at most seven statements per batch, each with its
 // rows as one JSON parameter.
 
+/** timestamptz as text (see timestampText): how the batch path carries times in its JSON. */
+type TimestampText = string;
+
 /** A tenant row as written by TenantCreated and changed in memory by the rest of the batch. */
 interface TenantValues {
   tenant_id: string;
@@ -401,8 +404,8 @@ interface TenantValues {
   display_name: string | null;
   status: TenantStatus;
   suspended_reason: string | null;
-  created_at: Date;
-  updated_at: Date;
+  created_at: TimestampText;
+  updated_at: TimestampText;
   version: number;
   stream_version: number;
 }
@@ -413,8 +416,8 @@ interface ProjectValues {
   name: string;
   description: string | null;
   status: LifecycleStatus;
-  created_at: Date;
-  updated_at: Date;
+  created_at: TimestampText;
+  updated_at: TimestampText;
   version: number;
 }
 
@@ -424,8 +427,8 @@ interface EnvironmentValues {
   environment_id: string;
   name: string;
   status: LifecycleStatus;
-  created_at: Date;
-  updated_at: Date;
+  created_at: TimestampText;
+  updated_at: TimestampText;
   version: number;
 }
 
@@ -439,13 +442,13 @@ interface TenantPatch extends Patch {
   readonly tenant_id: string;
   named?: { name: string; display_name: string | null };
   status?: { status: TenantStatus; suspended_reason: string | null };
-  updated?: { at: Date; version: number };
+  updated?: { at: TimestampText; version: number };
   stream_version: number;
 }
 
 interface ArchivePatch extends Patch {
   readonly keys: readonly string[];
-  at: Date;
+  at: TimestampText;
   version: number;
 }
 
@@ -460,8 +463,8 @@ interface QuotaChange {
   readonly project_id: string | null;
   readonly set: Map<QuotaColumn, number | null>;
   /** Of the first set in the batch: the row's created_at if it did not exist. */
-  readonly created_at: Date;
-  updated_at: Date;
+  readonly created_at: TimestampText;
+  updated_at: TimestampText;
   version: number;
 }
 
@@ -507,7 +510,7 @@ class TenancyBatch {
   private readonly quotas = new Map<string, QuotaChange>();
 
   apply(recorded: RecordedEvent, event: TenancyEvent, order: number): void {
-    const at = recorded.occurredAt;
+    const at = timestampText(recorded.occurredAt);
     const version = recorded.streamPosition;
     const { tenantId } = event.data;
 
@@ -527,13 +530,13 @@ class TenancyBatch {
         });
         return;
       case "TenantRenamed":
-        this.updateTenant(recorded, order, tenantId, { named: { name: event.data.name, display_name: storable(event.data.displayName) } });
+        this.updateTenant(recorded, at, order, tenantId, { named: { name: event.data.name, display_name: storable(event.data.displayName) } });
         return;
       case "TenantSuspended":
-        this.updateTenant(recorded, order, tenantId, { status: { status: "suspended", suspended_reason: storable(event.data.reason) } });
+        this.updateTenant(recorded, at, order, tenantId, { status: { status: "suspended", suspended_reason: storable(event.data.reason) } });
         return;
       case "TenantResumed":
-        this.updateTenant(recorded, order, tenantId, { status: { status: "active", suspended_reason: null } });
+        this.updateTenant(recorded, at, order, tenantId, { status: { status: "active", suspended_reason: null } });
         return;
       case "ProjectCreated": {
         const key = keyOf(tenantId, event.data.projectId);
@@ -551,7 +554,7 @@ class TenancyBatch {
         break;
       }
       case "ProjectArchived":
-        archive(this.projects, this.projectPatches, [tenantId, event.data.projectId], recorded, order);
+        archive(this.projects, this.projectPatches, [tenantId, event.data.projectId], recorded, at, order);
         break;
       case "EnvironmentCreated": {
         const key = keyOf(tenantId, event.data.projectId, event.data.environmentId);
@@ -569,13 +572,13 @@ class TenancyBatch {
         break;
       }
       case "EnvironmentArchived":
-        archive(this.environments, this.environmentPatches, [tenantId, event.data.projectId, event.data.environmentId], recorded, order);
+        archive(this.environments, this.environmentPatches, [tenantId, event.data.projectId, event.data.environmentId], recorded, at, order);
         break;
       case "TenantQuotaSet":
-        this.setQuota(recorded, tenantId, "tenant", tenantId, null, event.data.limits);
+        this.setQuota(recorded, at, tenantId, "tenant", tenantId, null, event.data.limits);
         break;
       case "ProjectQuotaSet":
-        this.setQuota(recorded, tenantId, "project", event.data.projectId, event.data.projectId, event.data.limits);
+        this.setQuota(recorded, at, tenantId, "project", event.data.projectId, event.data.projectId, event.data.limits);
         break;
     }
     // Events about a tenant's projects, environments and quotas still advance its stream.
@@ -586,11 +589,11 @@ class TenancyBatch {
 
   private updateTenant(
     recorded: RecordedEvent,
+    at: TimestampText,
     order: number,
     tenantId: string,
     change: Pick<TenantPatch, "named" | "status">,
   ): void {
-    const at = recorded.occurredAt;
     const version = recorded.streamPosition;
     const tenant = this.tenants.get(tenantId);
     if (tenant) {
@@ -619,6 +622,7 @@ class TenancyBatch {
 
   private setQuota(
     recorded: RecordedEvent,
+    at: TimestampText,
     tenantId: string,
     kind: QuotaScopeKind,
     scopeId: string,
@@ -634,8 +638,8 @@ class TenancyBatch {
         scope_id: scopeId,
         project_id: projectId,
         set: new Map(),
-        created_at: recorded.occurredAt,
-        updated_at: recorded.occurredAt,
+        created_at: at,
+        updated_at: at,
         version: recorded.streamPosition,
       };
       this.quotas.set(key, change);
@@ -645,7 +649,7 @@ class TenancyBatch {
       const value = limits[resource];
       if (value !== undefined) change.set.set(QUOTA_COLUMNS[resource], value);
     }
-    change.updated_at = recorded.occurredAt;
+    change.updated_at = at;
     change.version = recorded.streamPosition;
   }
 
@@ -785,28 +789,46 @@ class TenancyBatch {
   }
 }
 
-function archive<Row extends { status: LifecycleStatus; updated_at: Date; version: number }>(
+function archive<Row extends { status: LifecycleStatus; updated_at: TimestampText; version: number }>(
   created: Map<string, Row>,
   patches: Map<string, ArchivePatch>,
   keys: readonly string[],
   recorded: RecordedEvent,
+  at: TimestampText,
   order: number,
 ): void {
   const key = keyOf(...keys);
   const row = created.get(key);
   if (row) {
     row.status = "archived";
-    row.updated_at = recorded.occurredAt;
+    row.updated_at = at;
     row.version = recorded.streamPosition;
     return;
   }
   const patch = patches.get(key);
   if (patch) {
-    patch.at = recorded.occurredAt;
+    patch.at = at;
     patch.version = recorded.streamPosition;
   } else {
-    patches.set(key, { first: recorded, order, keys, at: recorded.occurredAt, version: recorded.streamPosition });
+    patches.set(key, { first: recorded, order, keys, at, version: recorded.streamPosition });
   }
+}
+
+/**
+ * A timestamptz as Postgres reads the Date node-postgres would send: ISO 8601
+ * for years 1 to 9999 (native and fast), else the form node-postgres uses,
+ * which JSON's extended years ("+010000-...") and negative years are not.
+ */
+function timestampText(date: Date): TimestampText {
+  const year = date.getUTCFullYear();
+  if (year >= 1 && year <= 9999) return date.toISOString();
+  const pad = (n: number, width = 2) => String(n).padStart(width, "0");
+  const bc = year <= 0;
+  return (
+    `${pad(bc ? 1 - year : year, 4)}-${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())}` +
+    `T${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())}.${pad(date.getUTCMilliseconds(), 3)}` +
+    `+00:00${bc ? " BC" : ""}`
+  );
 }
 
 /** Every patched key must have matched a row: the first event (in log order) whose row was missing fails the batch. */

@@ -89,6 +89,7 @@ const stepArb = fc.record({
   name: fc.constantFrom(...names),
   limits: limitsArb,
   ms: fc.constantFrom(0, 1, 1_000, 60_000),
+  era: fc.nat(59), // 0 and 1: a year JSON's ISO form would not carry (10000+, BC)
 });
 type Step = typeof stepArb extends fc.Arbitrary<infer T> ? T : never;
 
@@ -207,7 +208,7 @@ function history(steps: readonly Step[]): RecordedEvent[] {
       streamPosition,
       globalPosition: BigInt(n),
       transactionId: BigInt(1000 + n),
-      occurredAt: new Date(time),
+      occurredAt: new Date(step.era === 0 ? time + 10_000 * 365 * 86_400_000 : step.era === 1 ? Date.UTC(-3, 5, 1, 12, 0, 0, 5) : time),
       data: { tenantId, ...data },
       correlationId: "c",
       causationId: null,
