@@ -16,6 +16,7 @@ import {
 import type { AuthenticatedActor } from "../auth/types.ts";
 import { problemKind } from "../problem.ts";
 import { actorOf, type GraphqlContext } from "./context.ts";
+import { CLIENT_ID_MESSAGE, CLIENT_ID_PATTERN, PLATFORM_SCOPE_MESSAGE } from "../http/client-id.ts";
 
 /**
  * How a mutation runs a command (the GraphQL twin of api/rest/command.ts):
@@ -123,18 +124,11 @@ export async function runMutation<Success>(context: GraphqlContext, spec: Mutati
   return answer ?? accepted(position, context.services.writeWaitMs);
 }
 
-/**
- * A client-chosen id ends up in URLs and in every event's scope: the REST
- * API's rule (api/rest/schemas.ts), 1-100 RFC 3986 unreserved characters,
- * and never the platform's own scope for a tenant. (The length is the
- * command schema's to report.)
- */
-const CLIENT_ID = /^[A-Za-z0-9._~-]*$/;
-
+/** The API's client-id rule (api/http/client-id.ts); the length is the command schema's to report. */
 export function clientIdIssues(path: string, id: string | null | undefined, options: { tenant?: boolean } = {}): FieldErrorView[] {
   if (id === null || id === undefined) return [];
-  if (!CLIENT_ID.test(id)) return [{ path, message: "may contain only A-Z a-z 0-9 . _ ~ -", code: "invalid_format" }];
-  if (options.tenant && id === PLATFORM_TENANT) return [{ path, message: `"${PLATFORM_TENANT}" is the platform's own scope`, code: "custom" }];
+  if (!CLIENT_ID_PATTERN.test(id)) return [{ path, message: CLIENT_ID_MESSAGE, code: "invalid_format" }];
+  if (options.tenant && id === PLATFORM_TENANT) return [{ path, message: PLATFORM_SCOPE_MESSAGE, code: "custom" }];
   return [];
 }
 

@@ -5,6 +5,7 @@ import { PLATFORM_TENANT } from "../../domain/shared/envelope.ts";
 import type { EnvironmentRow, ProjectRow, TenantRow } from "../../projections/sentral/tenancy.ts";
 import { pageSchema } from "../http/pagination.ts";
 import type { QuotaView } from "../read/tenancy.ts";
+import { CLIENT_ID_MESSAGE, CLIENT_ID_PATTERN, PLATFORM_SCOPE_MESSAGE } from "../http/client-id.ts";
 
 /**
  * Request and response shapes of the REST API, built from the domain's own
@@ -92,12 +93,12 @@ apiSchemas.add(AcceptedSchema, { id: "Accepted" });
 // ---- request bodies --------------------------------------------------------
 
 /** A client-chosen id ends up in URLs: URL-safe characters only (RFC 3986 unreserved). */
-const ClientId = IdSchema.regex(/^[A-Za-z0-9._~-]*$/, { message: "may contain only A-Z a-z 0-9 . _ ~ -" }).describe(
+const ClientId = IdSchema.regex(CLIENT_ID_PATTERN, { message: CLIENT_ID_MESSAGE }).describe(
   "Client-chosen id (URL-safe); a UUIDv7 is generated when absent",
 );
 
 export const CreateTenantBody = z.strictObject({
-  id: ClientId.refine((id) => id !== PLATFORM_TENANT, { message: `"${PLATFORM_TENANT}" is the platform's own scope` }).optional(),
+  id: ClientId.refine((id) => id !== PLATFORM_TENANT, { message: PLATFORM_SCOPE_MESSAGE }).optional(),
   name: NameSchema,
   displayName: DisplayNameSchema.optional(),
 });
