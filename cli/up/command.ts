@@ -9,9 +9,14 @@ export interface UpOptions {
   dataDir: string;
 }
 
-/** ~/.local/share/dv (or $XDG_DATA_HOME/dv): embedded Postgres and other local state of `dv up`. */
-export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
+/**
+ * Where `dv up` keeps the embedded PostgreSQL and other local state:
+ * ~/.local/share/dv (or $XDG_DATA_HOME/dv); as root /var/lib/dv, because
+ * PostgreSQL then runs as the postgres user, which cannot enter /root.
+ */
+export function defaultDataDir(env: NodeJS.ProcessEnv = process.env, uid: number | undefined = process.getuid?.()): string {
   if (env.DV_DATA_DIR?.trim()) return env.DV_DATA_DIR;
+  if (uid === 0) return "/var/lib/dv";
   return join(env.XDG_DATA_HOME?.trim() || join(homedir(), ".local", "share"), "dv");
 }
 
@@ -33,7 +38,7 @@ export function registerUpCommand(program: Command, runtime: Runtime): void {
     .description("run the control plane on this machine: API, projections and identity, on embedded Postgres unless DATABASE_URL is set")
     .addOption(new Option("--port <port>", "HTTP port").env("DV_PORT").default(8080).argParser(port))
     .addOption(new Option("--host <address>", "address to listen on").env("DV_HOST").default("127.0.0.1"))
-    .addOption(new Option("--data-dir <dir>", "local state: embedded Postgres lives in <dir>/postgres").env("DV_DATA_DIR").default(defaultDataDir(runtime.env), "~/.local/share/dv"))
+    .addOption(new Option("--data-dir <dir>", "local state: embedded Postgres lives in <dir>/postgres").env("DV_DATA_DIR").default(defaultDataDir(runtime.env), "~/.local/share/dv; /var/lib/dv as root"))
     .addHelpText("after", `
 Environment:
   DATABASE_URL          use this Postgres instead of the embedded one (created and migrated when missing)

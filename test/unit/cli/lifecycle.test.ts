@@ -47,3 +47,13 @@ describe("maskUrl", () => {
     expect(maskUrl("host=db user=dv password=hunter2 dbname=x")).toBe("host=db user=dv password=**** dbname=x");
   });
 });
+
+describe("dv up's default data dir", () => {
+  it("is DV_DATA_DIR, else under XDG_DATA_HOME or ~/.local/share, and /var/lib/dv for root", async () => {
+    const { defaultDataDir } = await import("../../../cli/up/command.ts");
+    expect(defaultDataDir({ DV_DATA_DIR: "/srv/dv" }, 0)).toBe("/srv/dv");
+    expect(defaultDataDir({}, 0)).toBe("/var/lib/dv");
+    expect(defaultDataDir({ XDG_DATA_HOME: "/home/ada/.data" }, 1000)).toBe("/home/ada/.data/dv");
+    expect(defaultDataDir({}, 1000)).toMatch(/\/\.local\/share\/dv$/);
+  });
+});
