@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
-import { decodeJwt } from "jose";
 import type { Kysely } from "kysely";
 import type { BuiltInIssuer } from "../../adapters/identity/issuer.ts";
 import type { OidcVerifier } from "../../adapters/identity/oidc.ts";
-import { InvalidTokenError, type TokenVerifier, type VerifiedToken } from "../../adapters/identity/port.ts";
+import { InvalidTokenError, type VerifiedToken } from "../../adapters/identity/port.ts";
+import { actorOf, verifyToken } from "./authenticate.ts";
 import { AuthProblem, sendAuthProblem } from "./problem-reply.ts";
 import { CachedPrincipals, type PrincipalResolver } from "./principals.ts";
 import type { AuthenticatedActor } from "./types.ts";
@@ -40,7 +40,6 @@ export const BEARER_REALM = "dataverket";
 
 const authPluginImpl: FastifyPluginAsync<AuthPluginOptions> = async (app: FastifyInstance, options) => {
   const principals = options.principals ?? new CachedPrincipals({ db: options.db, ...(options.roleCacheTtlMs !== undefined ? { ttlMs: options.roleCacheTtlMs } : {}) });
-  const verifiers: TokenVerifier[] = [options.issuer];
   const oidc = options.oidc ?? null;
 
   if (!app.hasRequestDecorator("actor")) app.decorateRequest("actor", null);
@@ -60,7 +59,7 @@ const authPluginImpl: FastifyPluginAsync<AuthPluginOptions> = async (app: Fastif
 
     let verified: VerifiedToken;
     try {
-      verified = await verifyToken(token, verifiers, oidc);
+      verified = await verifyToken(token, { issuer: options.issuer, oidc });
     } catch (error) {
       if (!(error instanceof InvalidTokenError)) throw error;
       if (error.reason === "unavailable") {
@@ -70,14 +69,7 @@ const authPluginImpl: FastifyPluginAsync<AuthPluginOptions> = async (app: Fastif
       return rejectToken(request, reply, error.message);
     }
 
-    const principal = await principals.resolve(verified.subject);
-    const actor: AuthenticatedActor = Object.freeze({
-      kind: verified.kind ?? principal.kind ?? "user",
-      id: verified.subject,
-      roles: Object.freeze(principal.roles),
-      issuer: verified.issuer,
-    });
-    request.actor = actor;
+    request.actor = await actorOf(verified, principals);
   });
 };
 
@@ -86,20 +78,6 @@ const authPluginImpl: FastifyPluginAsync<AuthPluginOptions> = async (app: Fastif
 (authPluginImpl as unknown as Record<symbol, unknown>)[Symbol.for("fastify.display-name")] = "dataverket-auth";
 
 export const authPlugin: FastifyPluginAsync<AuthPluginOptions> = authPluginImpl;
-
-async function verifyToken(token: string, verifiers: readonly TokenVerifier[], oidc: OidcVerifier | null): Promise<VerifiedToken> {
-  let iss: unknown;
-  try {
-    iss = decodeJwt(token).iss;
-  } catch (error) {
-    throw new InvalidTokenError("the token is not a JWT", "malformed", { cause: error });
-  }
-  if (typeof iss !== "string") throw new InvalidTokenError("the token names no issuer", "claims");
-  const builtIn = verifiers.find((v) => v.issuer === iss);
-  if (builtIn) return builtIn.verify(token);
-  if (oidc?.accepts(iss)) return oidc.verify(token);
-  throw new InvalidTokenError(`tokens of issuer ${iss} are not accepted here`, "claims");
-}
 
 /** 401 invalid_token with the RFC 6750 challenge. */
 function rejectToken(request: FastifyRequest, reply: FastifyReply, detail: string): FastifyReply {

@@ -3,12 +3,10 @@ import type pg from "pg";
 import { createKysely } from "../../adapters/postgres/connection.ts";
 import type { PostgresEventStore } from "../../adapters/eventstore/postgres/store.ts";
 import { BootstrapSecretError, ensureBootstrap } from "../../adapters/identity/bootstrap.ts";
-import { decodeJwt } from "jose";
 import { BuiltInIssuer } from "../../adapters/identity/issuer.ts";
 import { OidcConfigError, OidcVerifier } from "../../adapters/identity/oidc.ts";
-import { InvalidTokenError } from "../../adapters/identity/port.ts";
+import { authenticateToken } from "../../api/auth/authenticate.ts";
 import { CachedPrincipals, identityServerPlugin } from "../../api/auth/index.ts";
-import type { AuthenticatedActor } from "../../api/auth/types.ts";
 import { graphqlModule } from "../../api/graphql/index.ts";
 import { buildServer } from "../../api/server.ts";
 import { grantsProjection, type ProjectionRunner } from "../../projections/index.ts";
@@ -91,7 +89,7 @@ export async function startApi(deps: ApiDeps): Promise<StartedApi> {
       db,
       store: deps.store,
       runner: deps.runner,
-      authenticateToken: (token) => authenticateToken(token, issuer, oidc, principals),
+      authenticateToken: (token) => authenticateToken(token, { issuer, oidc, principals }),
     }),
   });
   try {
@@ -115,42 +113,6 @@ export async function startApi(deps: ApiDeps): Promise<StartedApi> {
     oidcIssuer: oidc?.issuer ?? null,
     close: () => app.close(),
   };
-}
-
-/**
- * A bearer token sent in a GraphQL WebSocket's connection_init (browsers
- * cannot set headers on the upgrade) as an actor, the way the auth plugin
- * does it for HTTP requests: the verifier is chosen by the token's `iss`,
- * roles come from the grants read model. Null refuses the connection.
- * TODO(identity): export this from api/auth so the HTTP hook and this share one implementation.
- */
-async function authenticateToken(
-  token: string,
-  issuer: BuiltInIssuer,
-  oidc: OidcVerifier | null,
-  principals: CachedPrincipals,
-): Promise<AuthenticatedActor | null> {
-  let iss: unknown;
-  try {
-    iss = decodeJwt(token).iss;
-  } catch {
-    return null;
-  }
-  if (typeof iss !== "string") return null;
-  try {
-    const verified = iss === issuer.issuer ? await issuer.verify(token) : oidc?.accepts(iss) ? await oidc.verify(token) : null;
-    if (!verified) return null;
-    const principal = await principals.resolve(verified.subject);
-    return Object.freeze({
-      kind: verified.kind ?? principal.kind ?? "user",
-      id: verified.subject,
-      roles: Object.freeze([...principal.roles]),
-      issuer: verified.issuer,
-    });
-  } catch (error) {
-    if (error instanceof InvalidTokenError) return null;
-    throw error;
-  }
 }
 
 /** Where a client on this machine reaches a listener on `host`. */
