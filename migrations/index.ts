@@ -3,6 +3,7 @@ import * as eventStore from "./0001_event_store.ts";
 import * as projections from "./0002_projections.ts";
 import * as identitet from "./0003_identitet.ts";
 import * as api from "./0004_api.ts";
+import * as eventStoreReadOrder from "./0005_eventstore_read_order.ts";
 
 /**
  * Every migration, in order. Listed statically (not read from the folder) so
@@ -13,6 +14,7 @@ export const migrations: Record<string, Migration> = {
   "0002_projections": projections,
   "0003_identitet": identitet,
   "0004_api": api,
+  "0005_eventstore_read_order": eventStoreReadOrder,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -106,10 +106,9 @@ export class PostgresEventStore implements EventStore {
 
   async readAll(options: ReadAllOptions = {}): Promise<RecordedEvent[]> {
     const after = options.after ?? START;
+    // eventstore.read_all walks the log-order index below the oldest open transaction (FINAL_ORDER).
     const { rows } = await this.pool.query<EventRow>(
-      `select ${EVENT_COLUMNS} from eventstore.events
-        where (transaction_id, global_position) > ($1::text::xid8, $2::bigint) and ${FINAL_ORDER}
-        order by transaction_id, global_position limit $3`,
+      `select ${EVENT_COLUMNS} from eventstore.read_all($1::text::xid8, $2::bigint, $3::integer)`,
       [after.transactionId.toString(), after.globalPosition.toString(), clampLimit(options.limit, 1_000)],
     );
     return rows.map((row) => toRecordedEvent(row, this.upcasters));
