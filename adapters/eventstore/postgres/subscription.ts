@@ -35,7 +35,13 @@ export function createSubscription(
     let blockedDelay = BLOCKED_POLL_MIN_MS;
     await notifier.ensureListening();
     while (!control.stopped) {
+      // Order matters. Any event committed after `seen` wakes us (signal or NOTIFY).
+      // One committed before it that the read below cannot return yet is held back
+      // by an older transaction, open already at this check: so `blocked` is true.
+      // Checked after the read instead, that transaction could end in between and
+      // the event would wait for the safety poll.
       const seen = notifier.generation;
+      const blocked = await source.hasEventsBehindOpenTransaction();
       const batch = await source.readAll({ after: cursor, limit: batchSize });
       for (const event of batch) {
         if (control.stopped) return;
@@ -43,7 +49,7 @@ export function createSubscription(
         cursor = positionOf(event);
       }
       if (batch.length === batchSize) continue;
-      if (await source.hasEventsBehindOpenTransaction()) {
+      if (blocked) {
         await notifier.waitForChange(seen, blockedDelay, control);
         blockedDelay = Math.min(blockedDelay * 2, BLOCKED_POLL_MAX_MS);
         continue;
