@@ -3,6 +3,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { apiBenchmarks } from "./api.ts";
 import { eventStoreBenchmarks } from "./eventstore.ts";
+import { graphqlBenchmarks } from "./graphql.ts";
 import { pgbenchBaseline } from "./pgbench.ts";
 import { logBenchmarks } from "./tenancy-log.ts";
 import { log, type BenchResult } from "./support.ts";
@@ -26,6 +27,7 @@ const results: BenchResult[] = [
   ...(await eventStoreBenchmarks()),
   ...(await logBenchmarks({ minEvents: quick ? 20_000 : 200_000 })),
   ...(await apiBenchmarks(quick ? { seconds: 3, writes: 100 } : {})),
+  ...(await graphqlBenchmarks(quick ? { seconds: 3, writes: 100 } : {})),
 ];
 
 await mkdir(join(here, "results"), { recursive: true });
