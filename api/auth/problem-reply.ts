@@ -3,6 +3,7 @@ import type { z } from "zod";
 import { ConcurrencyError } from "../../adapters/eventstore/errors.ts";
 import { CommandScopeError, CommandValidationError, toValidationIssues } from "../../commands/errors.ts";
 import { DomainError } from "../../domain/shared/errors.ts";
+import { FRAMEWORK_CODES } from "../http/errors.ts";
 import { ApiProblem, PROBLEM_CONTENT_TYPE, problem, type FieldError, type Problem } from "../problem.ts";
 
 /**
@@ -39,13 +40,6 @@ export function parseOr400<T>(schema: z.ZodType<T>, input: unknown, where: Field
   throw new ApiProblem("validation_failed", `${errors.length} invalid field${errors.length === 1 ? "" : "s"}: ${names.join(", ")}`, { errors });
 }
 
-const FRAMEWORK_CODES: Record<string, string> = {
-  FST_ERR_CTP_INVALID_JSON_BODY: "malformed_body",
-  FST_ERR_CTP_EMPTY_JSON_BODY: "malformed_body",
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: "malformed_body",
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: "unsupported_media_type",
-  FST_ERR_CTP_INVALID_TYPE: "unsupported_media_type",
-};
 
 /** The problem for an error the identity routes know; null for anything else (left to the server's handler). */
 export function toAuthProblem(error: unknown): ApiProblem | null {

@@ -112,7 +112,8 @@ export function toProblem(error: unknown, request: FastifyRequest): { body: Prob
   return { body: problem("internal_error", { ...base, detail: `something went wrong; quote correlation id ${request.id}` }), headers: {} };
 }
 
-const FRAMEWORK_CODES: Record<string, string> = {
+/** Fastify's own 4xx error codes, as problem codes. */
+export const FRAMEWORK_CODES: Readonly<Record<string, string>> = {
   FST_ERR_CTP_INVALID_JSON_BODY: "malformed_body",
   FST_ERR_CTP_EMPTY_JSON_BODY: "malformed_body",
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: "malformed_body",
