@@ -1,4 +1,3 @@
-import { createRequire } from "node:module";
 import type { FastifyInstance } from "fastify";
 import { v7 as uuidv7 } from "uuid";
 import type { AuthenticatedActor } from "../api/auth/types.ts";
@@ -7,23 +6,8 @@ import { PostgresEventStore } from "../adapters/eventstore/postgres/store.ts";
 import { createPool } from "../adapters/postgres/connection.ts";
 import { executeTenancyCommand } from "../commands/sentral/tenancy.ts";
 import { ProjectionRunner, tenancyProjection } from "../projections/index.ts";
-import { dropDatabase, freshDatabase, log, type BenchResult } from "./support.ts";
+import { autocannon, dropDatabase, fixedActorAuth, freshDatabase, log, percentile, round, type BenchResult } from "./support.ts";
 
-/** The slice of autocannon's API used here (the package ships no types). */
-interface AutocannonResult {
-  requests: { average: number; total: number };
-  latency: { p50: number; p99: number; average: number };
-  non2xx: number;
-  errors: number;
-  timeouts: number;
-}
-type Autocannon = (options: {
-  url: string;
-  connections: number;
-  duration: number;
-  headers?: Record<string, string>;
-}) => Promise<AutocannonResult>;
-const autocannon = createRequire(import.meta.url)("autocannon") as Autocannon;
 
 /**
  * The REST API on 127.0.0.1 against a fresh database:
@@ -52,14 +36,7 @@ export async function apiBenchmarks(options: { seconds?: number; writes?: number
       pool,
       store,
       runner,
-      auth: {
-        async register(server) {
-          server.decorateRequest("actor", null);
-          server.addHook("onRequest", async (request) => {
-            request.actor = actor;
-          });
-        },
-      },
+      auth: fixedActorAuth(actor),
       rateLimit: { max: 1_000_000_000, timeWindow: 60_000 },
     });
     const address = await app.listen({ host: "127.0.0.1", port: 0 });
@@ -126,13 +103,4 @@ export async function apiBenchmarks(options: { seconds?: number; writes?: number
     await dropDatabase(database);
   }
   return results;
-}
-
-function percentile(values: readonly number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)] ?? 0;
-}
-
-function round(value: number): number {
-  return Math.round(value * 10) / 10;
 }

@@ -1,4 +1,3 @@
-import { createRequire } from "node:module";
 import type { FastifyInstance } from "fastify";
 import { createClient } from "graphql-ws";
 import { v7 as uuidv7 } from "uuid";
@@ -10,23 +9,8 @@ import { PostgresEventStore } from "../adapters/eventstore/postgres/store.ts";
 import { createKysely, createPool } from "../adapters/postgres/connection.ts";
 import { executeTenancyCommand } from "../commands/sentral/tenancy.ts";
 import { ProjectionRunner, tenancyProjection } from "../projections/index.ts";
-import { dropDatabase, freshDatabase, log, type BenchResult } from "./support.ts";
+import { autocannon, dropDatabase, fixedActorAuth, freshDatabase, log, percentile, round, type BenchResult } from "./support.ts";
 
-interface AutocannonResult {
-  requests: { average: number; total: number };
-  latency: { p99: number };
-  non2xx: number;
-  errors: number;
-}
-type Autocannon = (options: {
-  url: string;
-  connections: number;
-  duration: number;
-  method: "POST";
-  headers: Record<string, string>;
-  body: string;
-}) => Promise<AutocannonResult>;
-const autocannon = createRequire(import.meta.url)("autocannon") as Autocannon;
 
 /**
  * GraphQL on 127.0.0.1 against a fresh database, as a tenant's client uses it:
@@ -54,14 +38,7 @@ export async function graphqlBenchmarks(options: { seconds?: number; writes?: nu
       pool,
       store,
       runner,
-      auth: {
-        async register(server) {
-          server.decorateRequest("actor", null);
-          server.addHook("onRequest", async (request) => {
-            request.actor = actor;
-          });
-        },
-      },
+      auth: fixedActorAuth(actor),
       graphql: graphqlModule({ pool, db, store, runner }),
       rateLimit: { max: 1_000_000_000, timeWindow: 60_000 },
     });
@@ -148,13 +125,4 @@ export async function graphqlBenchmarks(options: { seconds?: number; writes?: nu
   }
   await dropDatabase(database);
   return results;
-}
-
-function percentile(values: readonly number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)] ?? 0;
-}
-
-function round(value: number): number {
-  return Math.round(value * 10) / 10;
 }

@@ -1,4 +1,7 @@
+import { createRequire } from "node:module";
+import type { FastifyInstance } from "fastify";
 import pg from "pg";
+import type { AuthenticatedActor } from "../api/auth/types.ts";
 import { createKysely, createPool } from "../adapters/postgres/connection.ts";
 import { migrateToLatest } from "../migrations/index.ts";
 
@@ -61,4 +64,43 @@ export async function timed<T>(work: () => Promise<T>): Promise<{ result: T; sec
 
 export function log(message: string): void {
   process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${message}\n`);
+}
+
+export function percentile(values: readonly number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)] ?? 0;
+}
+
+export function round(value: number): number {
+  return Math.round(value * 10) / 10;
+}
+
+/** The slice of autocannon's API the benchmarks use (the package ships no types). */
+export interface AutocannonResult {
+  requests: { average: number; total: number };
+  latency: { p50: number; p99: number; average: number };
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+}
+export type Autocannon = (options: {
+  url: string;
+  connections: number;
+  duration: number;
+  method?: "GET" | "POST";
+  headers?: Record<string, string>;
+  body?: string;
+}) => Promise<AutocannonResult>;
+export const autocannon = createRequire(import.meta.url)("autocannon") as Autocannon;
+
+/** Authentication for benchmarks: every request is this actor (token checks are not what is measured). */
+export function fixedActorAuth(actor: AuthenticatedActor): { register(app: FastifyInstance): Promise<void> } {
+  return {
+    async register(server) {
+      server.decorateRequest("actor", null);
+      server.addHook("onRequest", async (request) => {
+        request.actor = actor;
+      });
+    },
+  };
 }
