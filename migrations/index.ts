@@ -4,6 +4,8 @@ import * as projections from "./0002_projections.ts";
 import * as identitet from "./0003_identitet.ts";
 import * as api from "./0004_api.ts";
 import * as eventStoreReadOrder from "./0005_eventstore_read_order.ts";
+import * as relay from "./0006_relay.ts";
+import * as sagas from "./0007_sagas.ts";
 
 /**
  * Every migration, in order. Listed statically (not read from the folder) so
@@ -15,6 +17,8 @@ export const migrations: Record<string, Migration> = {
   "0003_identitet": identitet,
   "0004_api": api,
   "0005_eventstore_read_order": eventStoreReadOrder,
+  "0006_relay": relay,
+  "0007_sagas": sagas,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };
