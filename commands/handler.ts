@@ -21,8 +21,8 @@ export interface CommandHandler<Command, Event extends DomainEvent, State> {
   /** The stream holding the aggregate the command is about. */
   streamId(command: Command): string;
   readonly eventSchemas: EventSchemaRegistry;
-  /** The scope events of this command are filed under; when absent, the context's scope is used. */
-  scope?(command: Command): Scope;
+  /** The scope events of this command are filed under; when absent (or it returns undefined), the context's scope is used. */
+  scope?(command: Command): Scope | undefined;
 }
 
 export interface CommandContext {
