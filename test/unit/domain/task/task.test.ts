@@ -42,8 +42,8 @@ const requested = (attempt: number) =>
     datacenter: "osl1",
     payload: {},
   });
-const failure = (attempt: number, transient = true) =>
-  cmd({ type: "RecordAttemptFailure", taskId: T, step: "one", requestId: `${T}:one:${attempt}`, code: "timeout", message: "no answer", transient, retryAt: later, at });
+const failure = (attempt: number, transient = true, message = "no answer") =>
+  cmd({ type: "RecordAttemptFailure", taskId: T, step: "one", requestId: `${T}:one:${attempt}`, code: "timeout", message, transient, retryAt: later, at });
 
 describe("Task decider", () => {
   it("creates a pending task once; the same request again changes nothing", () => {
@@ -90,7 +90,7 @@ describe("Task decider", () => {
   });
 
   it("a permanent failure fails the task at once with the error's text", () => {
-    const { state } = spec.given([created, ...started, requested(1)]).when({ ...failure(1), transient: false, message: "poison: cannot parse" }).then([
+    const { state } = spec.given([created, ...started, requested(1)]).when(failure(1, false, "poison: cannot parse")).then([
       taskEvent("TaskStepAttemptFailed", { taskId: T, step: "one", attempt: 1, requestId: `${T}:one:1`, code: "timeout", message: "poison: cannot parse", retryAt: later }),
       taskEvent("TaskFailed", { taskId: T, step: "one", code: "timeout", reason: "poison: cannot parse" }),
     ]);
