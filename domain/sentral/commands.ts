@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { DescriptionSchema, DisplayNameSchema, IdSchema, NameSchema } from "./names.ts";
 import { QuotaLimitsPatchSchema } from "./limits.ts";
+import { TaskIdSchema } from "../task/commands.ts";
 
 /**
  * Tenancy commands. Each carries every id it needs (ids are chosen by the
@@ -40,6 +41,11 @@ export const CreateProjectSchema = z.strictObject({
   projectId: IdSchema,
   name: NameSchema,
   description: DescriptionSchema.optional(),
+  /**
+   * Set to bootstrap the project (default environments, the tenant's quota)
+   * as this task; the caller picks the id so it can follow the task at once.
+   */
+  bootstrapTaskId: TaskIdSchema.optional(),
 });
 
 export const ArchiveProjectSchema = z.strictObject({

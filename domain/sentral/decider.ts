@@ -63,6 +63,8 @@ function evolve(state: TenantState, event: TenancyEvent): TenantState {
       return evolveProjectCreated(state, event);
     case "ProjectArchived":
       return evolveProjectArchived(state, event);
+    case "ProjectBootstrapRequested":
+      return state; // a request for the saga; the tenant's rules don't depend on it
     case "EnvironmentCreated":
       return evolveEnvironmentCreated(state, event);
     case "EnvironmentArchived":

@@ -48,6 +48,22 @@ export const ProjectCreatedSchema = z.object({
   description: DescriptionSchema.nullable(),
 });
 
+/** The environments a bootstrapped project gets, in this order. */
+export const DEFAULT_ENVIRONMENTS = ["dev", "prod"] as const;
+
+/**
+ * A project was created with a request to bootstrap it: the project-bootstrap
+ * saga turns this fact into task `taskId` (default environments, then the
+ * tenant's quota). Recorded with ProjectCreated, in the same append, so the
+ * request can't be lost between the two.
+ */
+export const ProjectBootstrapRequestedSchema = z.object({
+  tenantId: TenantId,
+  projectId: ProjectId,
+  taskId: z.string().min(1).max(100),
+  environments: z.array(NameSchema),
+});
+
 export const ProjectArchivedSchema = z.object({
   tenantId: TenantId,
   projectId: ProjectId,
@@ -90,6 +106,7 @@ export const tenancyEventSchemas = {
   TenantSuspended: { schemaVersion: 1, schema: TenantSuspendedSchema },
   TenantResumed: { schemaVersion: 1, schema: TenantResumedSchema },
   ProjectCreated: { schemaVersion: 1, schema: ProjectCreatedSchema },
+  ProjectBootstrapRequested: { schemaVersion: 1, schema: ProjectBootstrapRequestedSchema },
   ProjectArchived: { schemaVersion: 1, schema: ProjectArchivedSchema },
   EnvironmentCreated: { schemaVersion: 1, schema: EnvironmentCreatedSchema },
   EnvironmentArchived: { schemaVersion: 1, schema: EnvironmentArchivedSchema },

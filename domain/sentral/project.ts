@@ -1,6 +1,6 @@
 import { DomainError } from "../shared/errors.ts";
 import type { ArchiveProject, CreateProject } from "./commands.ts";
-import type { TenancyEvent, TenancyEventOf } from "./events.ts";
+import { DEFAULT_ENVIRONMENTS, type TenancyEvent, type TenancyEventOf } from "./events.ts";
 import { NO_LIMITS } from "./limits.ts";
 import { checkName } from "./names.ts";
 import {
@@ -70,10 +70,16 @@ export function decideCreateProject(command: CreateProject, state: TenantState):
     );
   }
 
+  const created: TenancyEvent = {
+    type: "ProjectCreated",
+    data: { tenantId: tenant.tenantId, projectId: command.projectId, name: command.name, description },
+  };
+  if (command.bootstrapTaskId === undefined) return [created];
   return [
+    created,
     {
-      type: "ProjectCreated",
-      data: { tenantId: tenant.tenantId, projectId: command.projectId, name: command.name, description },
+      type: "ProjectBootstrapRequested",
+      data: { tenantId: tenant.tenantId, projectId: command.projectId, taskId: command.bootstrapTaskId, environments: [...DEFAULT_ENVIRONMENTS] },
     },
   ];
 }

@@ -46,6 +46,7 @@ const KIND_OF: Record<TenancyEventType, ResourceChangeView["kind"]> = {
   TenantQuotaSet: "TENANT",
   ProjectCreated: "PROJECT",
   ProjectArchived: "PROJECT",
+  ProjectBootstrapRequested: "PROJECT",
   ProjectQuotaSet: "PROJECT",
   EnvironmentCreated: "ENVIRONMENT",
   EnvironmentArchived: "ENVIRONMENT",

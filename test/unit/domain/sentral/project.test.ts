@@ -22,6 +22,16 @@ describe("CreateProject", () => {
     expect(state.status !== "absent" && state.projects.get(P1)).toMatchObject({ name: "web", archived: false, limits: {} });
   });
 
+  it("records a bootstrap request with the project, in the same append, naming the task and the default environments", () => {
+    spec
+      .given([tenantCreated()])
+      .when({ type: "CreateProject", tenantId: T, projectId: P1, name: "web", bootstrapTaskId: "task-1" })
+      .then([
+        projectCreated(P1, "web", null),
+        { type: "ProjectBootstrapRequested", data: { tenantId: T, projectId: P1, taskId: "task-1", environments: ["dev", "prod"] } },
+      ]);
+  });
+
   it("records an absent description as null", () => {
     spec.given([tenantCreated()]).when({ type: "CreateProject", tenantId: T, projectId: P1, name: "web" }).then([projectCreated(P1, "web", null)]);
   });
