@@ -35,7 +35,7 @@ import { ApiProblem } from "../problem.ts";
 export const IDEMPOTENCY_HEADER = "idempotency-key";
 export const REPLAYED_HEADER = "idempotency-replayed";
 /** Headers kept with a stored response (the correlation id is always the new request's). */
-const STORED_HEADERS = ["content-type", "etag", "location", "x-dv-position"] as const;
+const STORED_HEADERS = ["content-type", "etag", "location", "x-dv-position", "x-dv-task"] as const;
 const KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 /** The package's types describe a CommonJS namespace; at run time its default export is the function. */
 const canonicalize = jcs as unknown as (input: unknown) => string | undefined;

@@ -6,6 +6,7 @@ import { newResourceId } from "../http/idempotency.ts";
 import { decodeCursor, PageQuerySchema, toPage } from "../http/pagination.ts";
 import { MinPositionQuerySchema } from "../http/read-your-writes.ts";
 import { ApiProblem } from "../problem.ts";
+import { projectBootstrapTaskId } from "../../commands/sentral/bootstrap.ts";
 import { answerWrite, runCommand, type RestDeps } from "./command.ts";
 import { ifMatchHeader, idempotencyHeader } from "./headers.ts";
 import {
@@ -22,6 +23,8 @@ import {
 import { tenantNotFound } from "./tenants.ts";
 
 const TAGS = ["projects"];
+/** Names the task a write started, for clients to follow (GET /v1/tasks/{id}). */
+const TASK_HEADER = "x-dv-task";
 const location = (tenantId: string, projectId: string) =>
   `/v1/tenants/${encodeURIComponent(tenantId)}/projects/${encodeURIComponent(projectId)}`;
 
@@ -51,8 +54,11 @@ export const projectRoutes: FastifyPluginAsyncZod<RestDeps> = async (app, deps) 
     async (request, reply) => {
       const { tenantId } = request.params;
       const projectId = newResourceId(request, request.body.id);
-      const { name, description } = request.body;
-      const written = await runCommand(deps, request, reply, { type: "CreateProject", tenantId, projectId, name, description }, { tenantId, projectId });
+      const { name, description, withDefaultEnvironments } = request.body;
+      const bootstrapTaskId = withDefaultEnvironments ? projectBootstrapTaskId(tenantId, projectId) : undefined;
+      const command = { type: "CreateProject" as const, tenantId, projectId, name, description, ...(bootstrapTaskId ? { bootstrapTaskId } : {}) };
+      const written = await runCommand(deps, request, reply, command, { tenantId, projectId });
+      if (bootstrapTaskId) reply.header(TASK_HEADER, bootstrapTaskId);
       return answerWrite(reply, written, {
         location: location(tenantId, projectId),
         created: written.result.events.length > 0,

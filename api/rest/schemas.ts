@@ -123,6 +123,8 @@ export const CreateProjectBody = z.strictObject({
   id: ClientId.optional(),
   name: NameSchema,
   description: DescriptionSchema.optional(),
+  /** Also create the default environments (dev, prod) and apply the tenant's quota, as a task (its id in X-Dv-Task). */
+  withDefaultEnvironments: z.boolean().optional(),
 });
 
 export const CreateEnvironmentBody = z.strictObject({

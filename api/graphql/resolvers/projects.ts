@@ -4,12 +4,14 @@ import type { GraphqlContext } from "../context.ts";
 import { projectView, tenantView, type ProjectView } from "../views.ts";
 import { environmentConnection, projectConnection, visibleProject, visibleTenant, type LifecyclePageArgs } from "./lookup.ts";
 import type { ResolverMap } from "./types.ts";
+import { projectBootstrapTaskId } from "../../../commands/sentral/bootstrap.ts";
 
 interface CreateProjectInput {
   readonly tenantId: string;
   readonly projectId?: string | null;
   readonly name: string;
   readonly description?: string | null;
+  readonly withDefaultEnvironments?: boolean | null;
   readonly expectedVersion?: number | null;
 }
 
@@ -19,9 +21,15 @@ interface ArchiveProjectInput {
   readonly expectedVersion?: number | null;
 }
 
-async function projectPayload(context: GraphqlContext, tenantId: string, projectId: string, written: { position: string; changed: boolean }) {
+async function projectPayload(
+  context: GraphqlContext,
+  tenantId: string,
+  projectId: string,
+  written: { position: string; changed: boolean },
+  bootstrapTaskId: string | null = null,
+) {
   const row = await context.loaders.project.load([tenantId, projectId]);
-  return row ? { __typename: "ProjectPayload" as const, project: projectView(row), ...written } : undefined;
+  return row ? { __typename: "ProjectPayload" as const, project: projectView(row), bootstrapTaskId, ...written } : undefined;
 }
 
 export const projectResolvers: ResolverMap = {
@@ -51,6 +59,7 @@ export const projectResolvers: ResolverMap = {
   Mutation: {
     createProject: (_root: unknown, { input }: { input: CreateProjectInput }, context: GraphqlContext) => {
       const projectId = input.projectId ?? uuidv7();
+      const bootstrapTaskId = input.withDefaultEnvironments ? projectBootstrapTaskId(input.tenantId, projectId) : null;
       return runMutation(context, {
         access: { level: "administer-tenant", scope: { tenantId: input.tenantId } },
         inputIssues: clientIdIssues("projectId", input.projectId),
@@ -60,9 +69,10 @@ export const projectResolvers: ResolverMap = {
           projectId,
           name: input.name,
           ...(input.description !== null && input.description !== undefined ? { description: input.description } : {}),
+          ...(bootstrapTaskId ? { bootstrapTaskId } : {}),
         },
         expectedVersion: input.expectedVersion,
-        answer: (written) => projectPayload(context, input.tenantId, projectId, written),
+        answer: (written) => projectPayload(context, input.tenantId, projectId, written, bootstrapTaskId),
       });
     },
 
