@@ -5,12 +5,14 @@
 import type { AnyProjection } from "./projection.ts";
 import { tenancyProjection } from "./sentral/tenancy.ts";
 import { grantsProjection } from "./identitet/grants.ts";
+import { tasksProjection } from "./sentral/tasks.ts";
 
 /** Every projection the platform serves, in the order setup creates them. */
-export const allProjections: readonly AnyProjection[] = [tenancyProjection, grantsProjection];
+export const allProjections: readonly AnyProjection[] = [tenancyProjection, grantsProjection, tasksProjection];
 
 export { tenancyProjection } from "./sentral/tenancy.ts";
 export { grantsProjection } from "./identitet/grants.ts";
+export { tasksProjection } from "./sentral/tasks.ts";
 export { ProjectionRunner, type ProjectionRunnerOptions, type ProjectionState, type ProjectionStatus } from "./runner.ts";
 export { rebuildProjection, type RebuildOptions, type RebuildProgress, type RebuildResult } from "./rebuild.ts";
 export { projectionChecksum, sameChecksum, type ProjectionChecksum, type TableChecksum } from "./checksum.ts";
