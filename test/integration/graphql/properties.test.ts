@@ -82,6 +82,7 @@ function requests(): fc.Arbitrary<Request> {
     displayName: fc.oneof(text, fc.constant(null)),
     description: fc.oneof(text, fc.constant(null)),
     reason: text,
+    withDefaultEnvironments: fc.oneof(fc.boolean(), fc.constant(null)),
     limits,
     expectedVersion: fc.oneof({ arbitrary: fc.integer({ min: -1, max: 40 }), weight: 3 }, { arbitrary: fc.constant(null), weight: 1 }),
   };
