@@ -1,0 +1,44 @@
+import type { WorkHandler } from "./worker.ts";
+
+/**
+ * Which handlers a `dv worker --service S` runs. A service plugs in by
+ * registering a factory (issue 5: maskin registers its BMC/QEMU handlers);
+ * the factory gets the worker's datacenter and environment so it can open
+ * what it needs (driver connections, credentials references).
+ */
+export interface WorkerServiceContext {
+  readonly datacenter: string;
+  readonly env: NodeJS.ProcessEnv;
+}
+
+export interface WorkerService {
+  readonly service: string;
+  readonly description: string;
+  handlers(context: WorkerServiceContext): Promise<Record<string, WorkHandler>> | Record<string, WorkHandler>;
+  /** Closes what handlers() opened. */
+  close?(): Promise<void>;
+}
+
+const services = new Map<string, WorkerService>();
+
+export function registerWorkerService(service: WorkerService): void {
+  if (services.has(service.service)) throw new Error(`worker service ${service.service} is registered twice`);
+  services.set(service.service, service);
+}
+
+export function workerService(name: string): WorkerService | undefined {
+  return services.get(name);
+}
+
+export function workerServices(): WorkerService[] {
+  return [...services.values()].sort((a, b) => a.service.localeCompare(b.service));
+}
+
+/** Built in: `noop` answers every `noop.cmd.ping` with what it got; for wiring checks. */
+registerWorkerService({
+  service: "noop",
+  description: "answers action 'ping' with its payload (a wiring check)",
+  handlers: () => ({
+    ping: async (request) => ({ echo: request.payload }),
+  }),
+});
