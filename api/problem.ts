@@ -12,8 +12,8 @@ import { z } from "zod";
  * | 400 | validation_failed, malformed_body, command_invalid, invalid_if_match, invalid_cursor, invalid_idempotency_key, invalid_position, bad_request (other 4xx from the framework keep their status) |
  * | 401 | unauthenticated, invalid_token, invalid_credentials |
  * | 403 | forbidden, scope_mismatch |
- * | 404 | tenant_not_found, project_not_found, environment_not_found, service_account_not_found, route_not_found |
- * | 409 | tenant_exists, project_exists, environment_exists, project_name_taken, environment_name_taken, tenant_suspended, project_archived, project_has_active_environments, subject_kind_mismatch, concurrency_conflict, idempotency_key_in_use |
+ * | 404 | tenant_not_found, project_not_found, environment_not_found, service_account_not_found, task_not_found, route_not_found |
+ * | 409 | tenant_exists, project_exists, environment_exists, project_name_taken, environment_name_taken, tenant_suspended, project_archived, project_has_active_environments, subject_kind_mismatch, task_finished, task_not_failed, concurrency_conflict, idempotency_key_in_use |
  * | 412 | precondition_failed (If-Match named a version the tenant stream is no longer at) |
  * | 413 | body_too_large |
  * | 415 | unsupported_media_type |
@@ -53,6 +53,7 @@ export const PROBLEM_KINDS = {
   project_not_found: { status: 404, title: "Project not found" },
   environment_not_found: { status: 404, title: "Environment not found" },
   service_account_not_found: { status: 404, title: "Service account not found" },
+  task_not_found: { status: 404, title: "Task not found" },
   route_not_found: { status: 404, title: "No such route" },
   tenant_exists: { status: 409, title: "The tenant exists already" },
   project_exists: { status: 409, title: "The project exists already" },
@@ -63,6 +64,8 @@ export const PROBLEM_KINDS = {
   project_archived: { status: 409, title: "The project is archived" },
   project_has_active_environments: { status: 409, title: "The project has active environments" },
   subject_kind_mismatch: { status: 409, title: "The subject is of another kind" },
+  task_finished: { status: 409, title: "The task has finished" },
+  task_not_failed: { status: 409, title: "The task has not failed" },
   concurrency_conflict: { status: 409, title: "The resource changed concurrently" },
   idempotency_key_in_use: { status: 409, title: "A request with this Idempotency-Key is still in progress" },
   precondition_failed: { status: 412, title: "The tenant is not at the version named in If-Match" },

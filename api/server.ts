@@ -1,7 +1,7 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from "fastify";
 import type pg from "pg";
 import type { PostgresEventStore } from "../adapters/eventstore/postgres/store.ts";
-import { tenancyProjection, type ProjectionRunner } from "../projections/index.ts";
+import { tasksProjection, tenancyProjection, type ProjectionRunner } from "../projections/index.ts";
 import { CORRELATION_LOG_LABEL, correlationIdOf, echoCorrelationId } from "./http/correlation.ts";
 import { registerProblemHandlers } from "./http/errors.ts";
 import type { IdempotencyOptions } from "./http/idempotency.ts";
@@ -10,6 +10,7 @@ import { ReadYourWrites, type ReadYourWritesOptions } from "./http/read-your-wri
 import { registerHealth, type ReadinessOptions } from "./observability/health.ts";
 import { ApiMetrics, registerMetricsHooks, registerMetricsRoute } from "./observability/metrics.ts";
 import { registerOpenApi, registerOpenApiRoute } from "./openapi.ts";
+import { TaskReadModel } from "./read/tasks.ts";
 import { TenancyReadModel } from "./read/tenancy.ts";
 import { restApi } from "./rest/index.ts";
 
@@ -84,6 +85,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     read: new TenancyReadModel(options.pool),
     ryw,
     metrics,
+    tasks: { read: new TaskReadModel(options.pool), ryw: new ReadYourWrites(options.runner, tasksProjection.name, options.readYourWrites) },
     ...(options.idempotency ? { idempotency: options.idempotency } : {}),
   });
 

@@ -8,11 +8,14 @@ import type { RestDeps } from "./command.ts";
 import { environmentRoutes } from "./environments.ts";
 import { projectRoutes } from "./projects.ts";
 import { quotaRoutes } from "./quotas.ts";
+import { taskRoutes, type TaskRouteDeps } from "./tasks.ts";
 import { tenantRoutes } from "./tenants.ts";
 
 export interface RestOptions extends RestDeps {
   readonly pool: pg.Pool;
   readonly idempotency?: IdempotencyOptions;
+  /** The tasks read model and read-your-writes on it (/v1/tasks). */
+  readonly tasks: Pick<TaskRouteDeps, "read" | "ryw">;
 }
 
 /**
@@ -33,4 +36,5 @@ export async function restApi(app: FastifyInstance, options: RestOptions): Promi
   await app.register(projectRoutes, deps);
   await app.register(environmentRoutes, deps);
   await app.register(quotaRoutes, deps);
+  await app.register(taskRoutes, { store: options.store, metrics: options.metrics, ...options.tasks });
 }

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { v7 as uuidv7 } from "uuid";
 import { createApiHarness, type ApiHarness, type TestActor } from "./support/harness.ts";
 import { actors, createTestAuth, type RecordedRoute } from "./support/test-auth.ts";
+import { TaskDriver } from "../tasks/support.ts";
 
 /**
  * Every route x every kind of caller -> the status it must get. The table is
@@ -21,6 +22,8 @@ interface World {
   readonly p1: string;
   readonly p2: string;
   readonly e1: string;
+  /** Tasks: running in A/P1, tenant-wide in A, in B. */
+  readonly tasks: { readonly ap1: string; readonly a: string; readonly b: string };
 }
 
 interface Row {
@@ -200,7 +203,43 @@ const ROWS: readonly Row[] = [
     request: async (w) => ({ url: `/v1/tenants/${w.a}/projects/${w.p1}/quota`, payload: { limits: { vcpus: 10 } } }),
     expect: { anonymous: 401, other: 404, owner: 200, member: 403, auditor: 403, platform: 200 },
   },
+  // ---- tasks: visible with their scope; cancel/retry need write access to it ----
+  {
+    method: "GET",
+    route: "/v1/tasks",
+    request: at("/v1/tasks?limit=200"),
+    expect: { anonymous: 401, other: 200, owner: 200, member: 200, auditor: 200, platform: 200 },
+    sees: (w) => ({ other: [w.tasks.b], owner: [w.tasks.ap1, w.tasks.a], member: [w.tasks.ap1, w.tasks.a], auditor: [w.tasks.ap1, w.tasks.a] }),
+  },
+  {
+    method: "GET",
+    route: "/v1/tasks/:taskId",
+    request: async (w) => ({ url: `/v1/tasks/${w.tasks.ap1}` }),
+    expect: { anonymous: 401, other: 404, owner: 200, member: 200, auditor: 200, platform: 200 },
+  },
+  {
+    method: "POST",
+    route: "/v1/tasks/:taskId/cancel",
+    request: async (w) => ({ url: `/v1/tasks/${w.tasks.ap1}/cancel`, payload: { reason: "matrix" } }),
+    expect: { anonymous: 401, other: 404, owner: 200, member: 200, auditor: 403, platform: 200 },
+  },
+  {
+    method: "POST",
+    route: "/v1/tasks/:taskId/retry",
+    request: async (w, h) => ({ url: `/v1/tasks/${await failedTask(w, h)}/retry`, payload: {} }),
+    expect: { anonymous: 401, other: 404, owner: 200, member: 200, auditor: 403, platform: 200 },
+  },
 ];
+
+/** A fresh failed task in A/P1 (each retry row call needs its own). */
+async function failedTask(w: World, h: ApiHarness): Promise<string> {
+  const task = new TaskDriver(h.db.store, `failed-${uuidv7()}`, { tenantId: w.a, projectId: w.p1, environmentId: null });
+  await task.create(["one"]);
+  await task.start("one");
+  const { position } = await task.fail("matrix");
+  await h.runner.waitForPosition("tasks", position!, 20_000);
+  return task.taskId;
+}
 
 type MatrixHarness = ApiHarness & { spareEnvironment(world: World): Promise<string> };
 
@@ -228,7 +267,15 @@ describe("authorization matrix", () => {
     const p2 = await create(`/v1/tenants/${a}/projects`, { name: "p2" });
     await create(`/v1/tenants/${b}/projects`, { name: "q1" });
     const e1 = await create(`/v1/tenants/${a}/projects/${p1}/environments`, { name: "e1" });
-    world = { a, b, p1, p2, e1 };
+    const task = async (taskId: string, tenantId: string, projectId: string | null) => {
+      const driver = new TaskDriver(h.db.store, taskId, { tenantId, projectId, environmentId: null });
+      await driver.create(["one"]);
+      const { position } = await driver.start("one");
+      await h.runner.waitForPosition("tasks", position!, 20_000);
+      return taskId;
+    };
+    const tasks = { ap1: await task("task-ap1", a, p1), a: await task("task-a", a, null), b: await task("task-b", b, null) };
+    world = { a, b, p1, p2, e1, tasks };
     callers = {
       anonymous: null,
       other: actors.tenantAdmin(b),
@@ -292,7 +339,7 @@ describe("authorization matrix", () => {
     const missing = `missing-${uuidv7()}`;
     // Replace the id of the outermost thing the caller cannot see; the problem's code says which.
     const problem = JSON.parse(body) as { code: string };
-    const segment = { tenant_not_found: 3, project_not_found: 5, environment_not_found: 7 }[problem.code];
+    const segment = { tenant_not_found: 3, project_not_found: 5, environment_not_found: 7, task_not_found: 3 }[problem.code];
     if (segment === undefined) throw new Error(`unexpected 404 code ${problem.code}`);
     const path = url.split("?")[0]!.split("/");
     const target = path[segment];
