@@ -74,6 +74,15 @@ export function runDurableConsumer(spec: DurableConsumerSpec, handle: (delivery:
         const messages = await consumer.consume({ max_messages: spec.maxInFlight, expires: 5_000 });
         current = messages;
         if (!running) messages.stop();
+        // A deleted or missing consumer (an operator reset it, a server lost it): make it again.
+        void (async () => {
+          for await (const status of messages.status()) {
+            if (status.type === "consumer_deleted" || status.type === "consumer_not_found" || status.type === "stream_not_found") {
+              messages.stop();
+              break;
+            }
+          }
+        })().catch(() => {});
         for await (const message of messages) {
           while (inFlight.size >= spec.maxInFlight) await new Promise<void>((resolve) => (wake = resolve));
           const work = handle(toDelivery(message, spec.namespace)).catch((error: unknown) => spec.onError?.(error));
