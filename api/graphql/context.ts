@@ -4,6 +4,7 @@ import type pg from "pg";
 import type { EventStore } from "../../adapters/eventstore/port.ts";
 import type { ProjectionRunner } from "../../projections/index.ts";
 import type { AuthenticatedActor } from "../auth/types.ts";
+import { TaskReadModel } from "../read/tasks.ts";
 import { TenancyReadModel } from "../read/tenancy.ts";
 import { unauthenticated } from "./errors.ts";
 import { createLoaders, tenancyDb, type Loaders } from "./loaders.ts";
@@ -13,6 +14,7 @@ export interface GraphqlServices {
   readonly store: EventStore;
   readonly runner: ProjectionRunner;
   readonly read: TenancyReadModel;
+  readonly tasks: TaskReadModel;
   readonly db: Kysely<any>;
   /** How long a mutation waits for the read model to show its write (default 5000 ms). */
   readonly writeWaitMs: number;
@@ -40,6 +42,7 @@ export function createServices(deps: {
     store: deps.store,
     runner: deps.runner,
     read: new TenancyReadModel(deps.pool),
+    tasks: new TaskReadModel(deps.pool),
     db: deps.db,
     writeWaitMs: deps.writeWaitMs ?? 5_000,
   };

@@ -5,6 +5,7 @@
  *   Tenant      ["Tenant", tenantId]
  *   Project     ["Project", tenantId, projectId]
  *   Environment ["Environment", tenantId, projectId, environmentId]
+ *   Task        ["Task", taskId]        (task ids are unique platform-wide)
  * JSON rather than a separator, so ids containing ":" stay unambiguous.
  * Clients must treat them as opaque; the encoding is documented so that
  * operators can read one in a log.
@@ -12,9 +13,10 @@
 export type GlobalKey =
   | { readonly type: "Tenant"; readonly tenantId: string }
   | { readonly type: "Project"; readonly tenantId: string; readonly projectId: string }
-  | { readonly type: "Environment"; readonly tenantId: string; readonly projectId: string; readonly environmentId: string };
+  | { readonly type: "Environment"; readonly tenantId: string; readonly projectId: string; readonly environmentId: string }
+  | { readonly type: "Task"; readonly taskId: string };
 
-const ARITY = { Tenant: 1, Project: 2, Environment: 3 } as const;
+const ARITY = { Tenant: 1, Project: 2, Environment: 3, Task: 1 } as const;
 /** Longer than any id the domain allows (3 ids of at most 100 characters, JSON-escaped), short enough to decode cheaply. */
 const MAX_LENGTH = 2_000;
 
@@ -30,6 +32,10 @@ export function environmentGlobalId(tenantId: string, projectId: string, environ
   return encode(["Environment", tenantId, projectId, environmentId]);
 }
 
+export function taskGlobalId(taskId: string): string {
+  return encode(["Task", taskId]);
+}
+
 export function toGlobalId(key: GlobalKey): string {
   switch (key.type) {
     case "Tenant":
@@ -38,6 +44,8 @@ export function toGlobalId(key: GlobalKey): string {
       return projectGlobalId(key.tenantId, key.projectId);
     case "Environment":
       return environmentGlobalId(key.tenantId, key.projectId, key.environmentId);
+    case "Task":
+      return taskGlobalId(key.taskId);
   }
 }
 
@@ -58,6 +66,8 @@ export function fromGlobalId(id: string): GlobalKey | null {
       return { type, tenantId: key[0]! };
     case "Project":
       return { type, tenantId: key[0]!, projectId: key[1]! };
+    case "Task":
+      return { type, taskId: key[0]! };
     default:
       return { type: "Environment", tenantId: key[0]!, projectId: key[1]!, environmentId: key[2]! };
   }

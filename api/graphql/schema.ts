@@ -5,6 +5,7 @@ import { eventResolvers } from "./resolvers/events.ts";
 import { nodeResolvers } from "./resolvers/node.ts";
 import { projectResolvers } from "./resolvers/projects.ts";
 import { quotaResolvers } from "./resolvers/quotas.ts";
+import { taskResolvers } from "./resolvers/tasks.ts";
 import { tenantResolvers } from "./resolvers/tenants.ts";
 import type { ResolverMap } from "./resolvers/types.ts";
 import { DateTimeScalar, JSONScalar, SafeIntScalar } from "./scalars.ts";
@@ -17,6 +18,7 @@ const RESOLVERS: readonly ResolverMap[] = [
   quotaResolvers,
   nodeResolvers,
   eventResolvers,
+  taskResolvers,
 ];
 
 const SCALARS = { DateTime: DateTimeScalar, SafeInt: SafeIntScalar, JSON: JSONScalar } as const;

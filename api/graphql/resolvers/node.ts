@@ -3,12 +3,13 @@ import { fromGlobalId } from "../ids.ts";
 import type { GraphqlContext } from "../context.ts";
 import { environmentView, projectView, tenantView, type NodeView } from "../views.ts";
 import { visibleEnvironment, visibleProject, visibleTenant } from "./lookup.ts";
+import { taskView, visibleTask, type TaskView } from "./tasks.ts";
 import type { ResolverMap } from "./types.ts";
 
 export const MAX_NODES = 100;
 
 /** Any id this API did not make, any object that is gone, any object the actor may not see: null alike. */
-async function nodeById(context: GraphqlContext, id: string): Promise<NodeView | null> {
+async function nodeById(context: GraphqlContext, id: string): Promise<NodeView | TaskView | null> {
   const key = fromGlobalId(id);
   if (!key) return null;
   switch (key.type) {
@@ -23,6 +24,10 @@ async function nodeById(context: GraphqlContext, id: string): Promise<NodeView |
     case "Environment": {
       const row = await visibleEnvironment(context, key.tenantId, key.projectId, key.environmentId);
       return row ? environmentView(row) : null;
+    }
+    case "Task": {
+      const row = await visibleTask(context, key.taskId);
+      return row ? taskView(row) : null;
     }
   }
 }

@@ -3,6 +3,8 @@ import { buildClientSchema, getIntrospectionQuery, type IntrospectionQuery } fro
 import { v7 as uuidv7 } from "uuid";
 import { environmentGlobalId, fromGlobalId, projectGlobalId, tenantGlobalId, toGlobalId } from "../../../api/graphql/ids.ts";
 import { tenantStreamId } from "../../../domain/sentral/stream.ts";
+import { taskGlobalId } from "../../../api/graphql/ids.ts";
+import { TaskDriver } from "../tasks/support.ts";
 import { Collected } from "./support/collect.ts";
 import { actors, createGraphqlHarness, type GraphqlHarness, type TestActor } from "./support/harness.ts";
 import { CREATE_ENVIRONMENT, CREATE_PROJECT, CREATE_TENANT, must, SET_PROJECT_QUOTA } from "./support/seed.ts";
@@ -41,6 +43,8 @@ interface World {
   readonly e1: string;
   /** Global ids. */
   readonly g: { readonly a: string; readonly b: string; readonly p1: string; readonly p2: string; readonly e1: string };
+  /** Running tasks (resource type "world") in B/Q1, A/P2 and A/P1: their ids. */
+  readonly tasks: { readonly q1: string; readonly p2: string; readonly p1: string };
 }
 
 interface Operation {
@@ -50,8 +54,10 @@ interface Operation {
 }
 
 /** The writes a subscription row is checked against: a project quota change in B/Q1, in A/P2 and in A/P1. */
-type Write = "q1" | "p2" | "p1";
+type Write = "q1" | "p2" | "p1" | "tq1" | "tp2" | "tp1";
 const WRITES: readonly Write[] = ["q1", "p2", "p1"];
+/** Progress of the world's tasks in B/Q1, A/P2 and A/P1 (the taskUpdated rows' writes). */
+const TASK_WRITES: readonly Write[] = ["tq1", "tp2", "tp1"];
 
 type Field = `${"Query" | "Mutation" | "Subscription"}.${string}`;
 
@@ -70,6 +76,8 @@ interface Row {
   readonly hides?: (world: World) => Partial<Record<Caller, string>>;
   /** Undoes what a call changed, so rows stay independent. */
   readonly after?: (world: World, h: MatrixHarness, operation: Operation) => Promise<unknown>;
+  /** Subscriptions: the writes the row makes (default WRITES). */
+  readonly writes?: readonly Write[];
 }
 
 const all = (outcome: Outcome): Record<Caller, Outcome> => ({ anonymous: outcome, other: outcome, owner: outcome, member: outcome, auditor: outcome, platform: outcome });
@@ -121,6 +129,20 @@ const RESOURCE_CHANGED = `subscription($tenantId: String!, $projectId: String) {
   r: resourceChanged(tenantId: $tenantId, projectId: $projectId) { kind id tenantId projectId eventType position }
 }`;
 const EVENTS = `subscription($streamId: String) { r: events(streamId: $streamId) { id type streamId position scope { tenantId projectId } } }`;
+const TASK_FIELDS = `id taskId status tenantId projectId position steps { name status percent message }`;
+const TASK = `query($id: String!) { r: task(id: $id) { ${TASK_FIELDS} } }`;
+const TASKS = `query { r: tasks(first: 100, filter: { resourceType: "world" }) { nodes { id } } }`;
+const TASK_UPDATED = `subscription($id: String) { r: taskUpdated(id: $id) { ${TASK_FIELDS} } }`;
+const CANCEL_TASK = mutation("cancelTask", "CancelTaskInput", "TaskPayload");
+const RETRY_TASK = mutation("retryTask", "RetryTaskInput", "TaskPayload");
+/** A fresh task in A/P1 for a mutation row (each call must change something): running, or failed. */
+async function freshTask(w: World, h: MatrixHarness, outcome: "running" | "failed"): Promise<string> {
+  const task = new TaskDriver(h.db.store, `fresh-${uuidv7()}`, { tenantId: w.a, projectId: w.p1, environmentId: null });
+  await task.create(["one"]);
+  const last = await (outcome === "running" ? task.start("one") : task.start("one").then(() => task.fail("matrix")));
+  await h.runner.waitForPosition("tasks", last.position!, 20_000);
+  return task.taskId;
+}
 
 const ROWS: readonly Row[] = [
   // ---- queries ----
@@ -326,6 +348,49 @@ const ROWS: readonly Row[] = [
     // The member may see tenant A but not read its history: the whole stream does not exist for it.
     hides: (w) => ({ other: w.a, member: w.a }),
   },
+
+  // ---- tasks: visible with their scope; cancel/retry need write access to it ----
+  { field: "Query.task", request: op(TASK, (w) => ({ id: w.tasks.p1 })), expect: readsA(), hides: (w) => ({ other: w.tasks.p1 }) },
+  { field: "Query.task", label: "in a sibling project", request: op(TASK, (w) => ({ id: w.tasks.p2 })), expect: readsSibling(), hides: (w) => ({ other: w.tasks.p2, member: w.tasks.p2 }) },
+  {
+    field: "Query.tasks",
+    request: op(TASKS),
+    expect: { ...all("data"), anonymous: "UNAUTHENTICATED" },
+    sees: (w) => ({
+      other: [taskGlobalId(w.tasks.q1)],
+      owner: [taskGlobalId(w.tasks.p1), taskGlobalId(w.tasks.p2)].sort(),
+      member: [taskGlobalId(w.tasks.p1)],
+      auditor: [taskGlobalId(w.tasks.p1), taskGlobalId(w.tasks.p2)].sort(),
+    }),
+    pick: (result) => nodeIds(result).sort(),
+  },
+  {
+    field: "Mutation.cancelTask",
+    request: async (w, h) => ({ query: CANCEL_TASK, variables: { input: { taskId: await freshTask(w, h, "running"), reason: "matrix" } } }),
+    expect: { anonymous: "UNAUTHENTICATED", other: "NotFound", owner: "Payload", member: "Payload", auditor: "Forbidden", platform: "Payload" },
+  },
+  {
+    field: "Mutation.retryTask",
+    request: async (w, h) => ({ query: RETRY_TASK, variables: { input: { taskId: await freshTask(w, h, "failed") } } }),
+    expect: { anonymous: "UNAUTHENTICATED", other: "NotFound", owner: "Payload", member: "Payload", auditor: "Forbidden", platform: "Payload" },
+  },
+  {
+    field: "Subscription.taskUpdated",
+    label: "every task the caller can see",
+    request: op(TASK_UPDATED),
+    expect: { ...all("data"), anonymous: "UNAUTHENTICATED" },
+    writes: TASK_WRITES,
+    sees: () => ({ other: ["tq1"], owner: ["tp2", "tp1"], member: ["tp1"], auditor: ["tp2", "tp1"], platform: ["tq1", "tp2", "tp1"] }),
+  },
+  {
+    field: "Subscription.taskUpdated",
+    label: "one task",
+    request: op(TASK_UPDATED, (w) => ({ id: w.tasks.p1 })),
+    expect: { anonymous: "UNAUTHENTICATED", other: "NOT_FOUND", owner: "data", member: "data", auditor: "data", platform: "data" },
+    writes: TASK_WRITES,
+    sees: () => ({ owner: ["tp1"], member: ["tp1"], auditor: ["tp1"], platform: ["tp1"] }),
+    hides: (w) => ({ other: w.tasks.p1 }),
+  },
 ];
 
 type MatrixHarness = GraphqlHarness & {
@@ -361,6 +426,7 @@ describe("GraphQL authorization matrix", () => {
     const ids = { a: `ta-${run}`, b: `tb-${run}`, p1: `p1-${run}`, p2: `p2-${run}`, q1: `q1-${run}`, e1: `e1-${run}` };
     world = {
       ...ids,
+      tasks: { q1: `task-q1-${run}`, p2: `task-p2-${run}`, p1: `task-p1-${run}` },
       g: {
         a: tenantGlobalId(ids.a),
         b: tenantGlobalId(ids.b),
@@ -391,6 +457,14 @@ describe("GraphQL authorization matrix", () => {
         await asPlatform(M.resumeTenant, { tenantId });
       },
       write: async (which: Write) => {
+        if (which === "tq1" || which === "tp2" || which === "tp1") {
+          const taskId = { tq1: w.tasks.q1, tp2: w.tasks.p2, tp1: w.tasks.p1 }[which];
+          const scope = { tq1: [w.b, w.q1], tp2: [w.a, w.p2], tp1: [w.a, w.p1] }[which];
+          const driver = new TaskDriver(base.db.store, taskId, { tenantId: scope[0]!, projectId: scope[1]!, environmentId: null });
+          const { position } = await driver.progress("one", 50, `m-${fresh()}`);
+          await base.runner.waitForPosition("tasks", position!, 20_000);
+          return `${position!.transactionId}.${position!.globalPosition}`;
+        }
         const [tenantId, projectId] = { q1: [w.b, w.q1], p2: [w.a, w.p2], p1: [w.a, w.p1] }[which];
         return (await must(base, SET_PROJECT_QUOTA, { tenantId, projectId, limits: { memoryMiB: fresh() } })).position as string;
       },
@@ -401,6 +475,12 @@ describe("GraphQL authorization matrix", () => {
     await must(h, CREATE_PROJECT, { tenantId: w.a, projectId: w.p2, name: "p2" });
     await must(h, CREATE_PROJECT, { tenantId: w.b, projectId: w.q1, name: "q1" });
     await must(h, CREATE_ENVIRONMENT, { tenantId: w.a, projectId: w.p1, environmentId: w.e1, name: "e1" });
+    for (const [taskId, tenantId, projectId] of [[w.tasks.q1, w.b, w.q1], [w.tasks.p2, w.a, w.p2], [w.tasks.p1, w.a, w.p1]] as const) {
+      const driver = new TaskDriver(h.db.store, taskId, { tenantId, projectId, environmentId: null });
+      await driver.create(["one"], { resource: { type: "world", id: projectId } });
+      const { position } = await driver.start("one");
+      await h.runner.waitForPosition("tasks", position!, 20_000);
+    }
     callers = {
       anonymous: null,
       other: actors.tenantAdmin(w.b),
@@ -488,7 +568,7 @@ describe("GraphQL authorization matrix", () => {
         break;
       default:
         expect(result.__typename, `${where} -> ${response.raw}`).toBe(expected);
-        expect(result.code, where).toMatch({ NotFound: /^(tenant|project|environment)_not_found$/, Forbidden: /^forbidden$/, Conflict: /./ }[expected as string] ?? /^$/);
+        expect(result.code, where).toMatch({ NotFound: /^(tenant|project|environment|task)_not_found$/, Forbidden: /^forbidden$/, Conflict: /./ }[expected as string] ?? /^$/);
         expect(appended, `${where}: a refused mutation appends nothing`).toBe(0);
     }
     const visible = row.sees?.(world)[caller];
@@ -530,7 +610,7 @@ describe("GraphQL authorization matrix", () => {
       if (skip < 0) throw new Error(`${where}: the subscription never went live`);
       // What the caller must not receive goes first; the last write is one it must receive, so once that
       // arrived anything it leaked would have arrived before it (the log is delivered in order).
-      const order = [...WRITES.filter((write) => !wanted.includes(write)), ...wanted];
+      const order = [...(row.writes ?? WRITES).filter((write) => !wanted.includes(write)), ...wanted];
       const positions = new Map<string, Write>();
       let last = "";
       for (const write of order) {
@@ -581,19 +661,23 @@ describe("GraphQL authorization matrix", () => {
   function hiddenId(caller: Caller, variables: Record<string, unknown>): string | undefined {
     const tenants = new Set<string>();
     const projects = new Set<string>();
+    const tasks = new Set<string>();
     const walk = (value: unknown, key?: string): void => {
       if (typeof value === "string") {
         const global = fromGlobalId(value);
-        if (global) {
+        if (global?.type === "Task") tasks.add(global.taskId);
+        else if (global) {
           tenants.add(global.tenantId);
           if (global.type !== "Tenant") projects.add(global.projectId);
-        } else if (key === "projectId") projects.add(value);
+        } else if (key === "taskId") tasks.add(value);
+        else if (key === "projectId") projects.add(value);
         else if (key === "tenantId" || key === "id") tenants.add(value);
       } else if (Array.isArray(value)) value.forEach((item) => walk(item));
       else if (value && typeof value === "object") for (const [k, v] of Object.entries(value)) walk(v, k);
     };
     walk(variables);
-    if (caller === "other") return tenants.has(world.a) ? world.a : undefined;
+    // Tasks named by id (mutation inputs) in this world live in A/P1: invisible to B's admin only.
+    if (caller === "other") return tenants.has(world.a) ? world.a : [...tasks][0];
     if (caller === "member") return [...projects].find((project) => project !== world.p1);
     return undefined;
   }
