@@ -12,6 +12,7 @@ import { registerTenancyCommands } from "./commands/tenancy.ts";
 import { registerIdentityCommands } from "./identity/commands.ts";
 import { PLANNED, registerPlanned, type PlannedBin } from "./planned.ts";
 import { registerUpCommand } from "./up/command.ts";
+import { registerWorkerCommand } from "./commands/worker.ts";
 
 /** Every bin of the family; one codebase, one program per bin. */
 export const BINS = ["dv", "dvid", "dvce", "dvke", "dvnet", "dvos", "dvapp"] as const;
@@ -50,6 +51,7 @@ export function buildProgram(bin: Bin, runtime: Runtime): Command {
   switch (bin) {
     case "dv":
       registerUpCommand(program, runtime);
+      registerWorkerCommand(program, runtime);
       registerContextCommands(program, runtime);
       registerTenancyCommands(program, runtime);
       registerQuotaCommands(program, runtime);

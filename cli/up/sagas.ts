@@ -1,0 +1,182 @@
+import { jetstreamManager } from "@nats-io/jetstream";
+import { NatsLink, natsUrl } from "../../adapters/nats/connection.ts";
+import type pg from "pg";
+import type { EventStore } from "../../adapters/eventstore/port.ts";
+import { DEFAULT_NAMESPACE, natsNamespace, type NatsNamespace } from "../../adapters/nats/namespace.ts";
+import { ensureStreams } from "../../adapters/nats/topology.ts";
+import { workerService, workerServices } from "../../adapters/workers/registry.ts";
+import type { WorkerCommandOptions } from "../commands/worker.ts";
+import { ExitCode } from "../core/errors.ts";
+import type { Io } from "../core/output.ts";
+import { ShutdownSignals } from "./lifecycle.ts";
+import { JetStreamSagaBus } from "../../adapters/workers/saga-bus.ts";
+import { startWorker, type RunningWorker, type StartWorkerOptions, type WorkHandler } from "../../adapters/workers/worker.ts";
+import { allSagas } from "../../sagas/index.ts";
+import { SagaRuntime, type SagaRuntimeOptions } from "../../sagas/runtime/runtime.ts";
+import type { TaskSaga } from "../../sagas/runtime/types.ts";
+
+export interface StartSagaRuntimeOptions<Deps = unknown> {
+  readonly store: EventStore;
+  readonly pool: pg.Pool;
+  readonly nats: NatsLink;
+  readonly namespace?: NatsNamespace;
+  /** Default: sagas/index.ts allSagas. */
+  readonly sagas?: readonly TaskSaga<Deps>[];
+  readonly deps?: Deps;
+  /** Tuning (consumer names, ack wait, maxDeliver, backoff, health policy, ...). */
+  readonly tuning?: Omit<SagaRuntimeOptions<Deps>, "store" | "pool" | "bus" | "sagas" | "deps" | "onError">;
+  readonly onError?: (error: unknown, context: string) => void;
+}
+
+export interface SagaRuntimeHandle {
+  /** Null until NATS answered for the first time. */
+  readonly runtime: SagaRuntime<any> | null;
+  /** Resolves once the runtime runs (NATS reached, streams ensured). */
+  readonly started: Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * The saga runtime for `dv up` (cli/up/server.ts calls this after the event
+ * store and the relay). Returns at once: while NATS is unreachable the
+ * runtime waits for it (commands keep working; tasks simply do not move),
+ * ensures the JetStream streams, then starts consuming.
+ */
+export function startSagaRuntime<Deps = unknown>(options: StartSagaRuntimeOptions<Deps>): SagaRuntimeHandle {
+  let runtime: SagaRuntime<Deps> | null = null;
+  let stopped = false;
+  const namespace = options.namespace ?? DEFAULT_NAMESPACE;
+  const started = (async () => {
+    const nc = await options.nats.ready();
+    if (!nc || stopped) return;
+    for (;;) {
+      try {
+        await ensureStreams(await jetstreamManager(nc), { namespace });
+        break;
+      } catch (error) {
+        options.onError?.(error, "ensuring JetStream streams");
+        if (stopped) return;
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+      }
+    }
+    if (stopped) return;
+    runtime = new SagaRuntime<Deps>({
+      ...options.tuning,
+      store: options.store,
+      pool: options.pool,
+      bus: new JetStreamSagaBus({ nc, namespace, onError: options.onError }),
+      sagas: options.sagas ?? (allSagas as readonly TaskSaga<Deps>[]),
+      ...(options.deps !== undefined ? { deps: options.deps } : {}),
+      ...(options.onError ? { onError: options.onError } : {}),
+    });
+    runtime.start();
+  })();
+  return {
+    get runtime() {
+      return runtime;
+    },
+    started,
+    async stop() {
+      stopped = true;
+      await started.catch(() => {});
+      await runtime?.stop();
+    },
+  };
+}
+
+export interface StartWorkersOptions {
+  readonly nats: NatsLink;
+  readonly namespace?: NatsNamespace;
+  readonly datacenter: string;
+  /** Registered worker services (adapters/workers/registry.ts) by name, or handlers given directly. */
+  readonly services: ReadonlyArray<string | { readonly service: string; readonly handlers: Readonly<Record<string, WorkHandler>> }>;
+  readonly env?: NodeJS.ProcessEnv;
+  readonly tuning?: Pick<StartWorkerOptions, "heartbeatIntervalMs" | "concurrency" | "ackWaitMs" | "maxDeliver" | "workerId">;
+  readonly onError?: (error: unknown, context: string) => void;
+}
+
+export interface WorkersHandle {
+  readonly workers: readonly RunningWorker[];
+  stop(): Promise<void>;
+}
+
+/** Workers for `dv worker` (and `dv up` when it runs local workers). Throws for a service nobody registered. */
+export async function startWorkers(options: StartWorkersOptions): Promise<WorkersHandle> {
+  const nc = await options.nats.ready();
+  if (!nc) throw new Error("the NATS connection was closed before it connected");
+  const namespace = options.namespace ?? DEFAULT_NAMESPACE;
+  const workers: RunningWorker[] = [];
+  const closers: Array<() => Promise<void>> = [];
+  try {
+    for (const entry of options.services) {
+      let service: string;
+      let handlers: Readonly<Record<string, WorkHandler>>;
+      if (typeof entry === "string") {
+        const registered = workerService(entry);
+        if (!registered) throw new Error(`no worker service ${JSON.stringify(entry)} is registered`);
+        service = entry;
+        handlers = await registered.handlers({ datacenter: options.datacenter, env: options.env ?? process.env });
+        if (registered.close) closers.push(registered.close.bind(registered));
+      } else {
+        service = entry.service;
+        handlers = entry.handlers;
+      }
+      workers.push(
+        await startWorker({ ...options.tuning, nc, namespace, service, datacenter: options.datacenter, handlers, ...(options.onError ? { onError: options.onError } : {}) }),
+      );
+    }
+  } catch (error) {
+    await Promise.all(workers.map((w) => w.stop()));
+    await Promise.all(closers.map((close) => close()));
+    throw error;
+  }
+  return {
+    workers,
+    async stop() {
+      await Promise.all(workers.map((w) => w.stop()));
+      await Promise.all(closers.map((close) => close().catch(() => {})));
+    },
+  };
+}
+
+/** `dv worker`: runs until SIGINT/SIGTERM; returns the exit code. */
+
+export async function runWorker(options: WorkerCommandOptions, io: Io, env: NodeJS.ProcessEnv): Promise<number> {
+  const say = (line: string) => io.out(`${line}\n`);
+  const warn = (line: string) => io.err(`${line}\n`);
+  const known = new Set(workerServices().map((s) => s.service));
+  const unknown = options.service.filter((s) => !known.has(s));
+  if (unknown.length) {
+    warn(`error: no worker service ${unknown.join(", ")}; known: ${[...known].join(", ") || "none"}`);
+    return ExitCode.usage;
+  }
+  const signals = new ShutdownSignals(() => process.exit(130)).install();
+  const servers = options.natsUrl?.trim() || natsUrl(env);
+  const link = new NatsLink({
+    servers,
+    name: `dv-worker-${options.service.join("+")}-${options.datacenter}`,
+    onStatus: (event) => warn(`nats: ${event.type}${"server" in event ? ` ${event.server}` : ` ${event.error}`}`),
+  });
+  try {
+    say(`worker: ${options.service.join(", ")} in ${options.datacenter}, NATS ${servers}; waiting for NATS`);
+    const ready = await Promise.race([link.ready(), signals.requested.then(() => null)]);
+    if (!ready) return ExitCode.ok;
+    const handle = await startWorkers({
+      nats: link,
+      namespace: natsNamespace(options.namespace ?? ""),
+      datacenter: options.datacenter,
+      services: options.service,
+      env,
+      tuning: { heartbeatIntervalMs: options.heartbeatMs, concurrency: options.concurrency },
+      onError: (error, context) => warn(`${context}: ${error instanceof Error ? error.message : String(error)}`),
+    });
+    say(`ready: ${handle.workers.map((w) => w.workerId).join(", ")}`);
+    const signal = await signals.requested;
+    say(`${signal}: stopping`);
+    await handle.stop();
+    return ExitCode.ok;
+  } finally {
+    signals.uninstall();
+    await link.close();
+  }
+}
