@@ -9,6 +9,9 @@ import { DEFAULT_NAMESPACE, STREAMS, type NatsNamespace } from "./namespace.ts";
 import { subjectForEvent } from "./subjects.ts";
 import { ensureStreams, type EnsureStreamsOptions } from "./topology.ts";
 
+/** How many messages back from the stream's end a re-sync looks for the newest relayed one. */
+const SYNC_SCAN_LIMIT = 100;
+
 /** Headers on every relayed event (sagas/README.md). Nats-Msg-Id is set through the publish option msgID. */
 export const EVENT_HEADERS = {
   type: "Dv-Event-Type",
@@ -112,11 +115,12 @@ export interface RelayOptions {
  *
  * Order and exactly-once come from JetStream itself, not from timing:
  * - every publish carries `Nats-Msg-Id` = event id (a copy is dropped), and
- * - `expect.lastSequence`: message i of a batch expects the stream's last
- *   sequence to be S+i. If a connection drops mid-batch, nothing after the
- *   first lost message can be stored (including messages the client
- *   buffered and flushes on reconnect), so the stream is always a gap-free
- *   prefix of the log.
+ * - expectations chain each message to its predecessor (the first of a batch
+ *   to the stream's last sequence, the others to the previous event's id;
+ *   see publish()). If a connection drops mid-batch, nothing after the first
+ *   lost message can be stored (including messages the client buffered and
+ *   flushes on reconnect), so the stream is always a gap-free, in-order copy
+ *   of the log from where it started.
  * After any failure (and on start) the relay re-syncs from the stream: its
  * last message's `Dv-Position` says where to continue, whatever the
  * Postgres checkpoint says (a crash between acks and checkpoint costs no
@@ -248,13 +252,14 @@ export class Relay {
           read.catch(() => {}); // an unused or failed prefetch is re-read
           prefetched = { after: lastPosition, read };
         }
-        const stored = await acked;
-        if (stored === null) {
+        const newSeq = await acked;
+        if (newSeq === null) {
           // The batch's last event was already in the stream: ask the stream where it stands.
           streamSeq = null;
           continue;
         }
-        streamSeq += stored;
+        const stored = newSeq - streamSeq;
+        streamSeq = newSeq;
         this.published += stored;
         await this.writeCheckpoint(last, stored);
         this.position = lastPosition;
@@ -298,29 +303,39 @@ export class Relay {
     }
     const info = await jsm.streams.info(this.streamName);
     const lastSeq = info.state.last_seq;
-    const checkpoint = (await this.readCheckpoint()) ?? START;
-    let position = checkpoint;
-    if (lastSeq > 0 && info.state.messages > 0) {
-      const last = await jsm.streams.getMessage(this.streamName, { seq: lastSeq }).catch((error: unknown) => {
+    let position = (await this.readCheckpoint()) ?? START;
+    // The newest relayed message (a stranger's message carries no Dv-Position; look a little further back).
+    const floor = Math.max(info.state.first_seq, lastSeq - SYNC_SCAN_LIMIT + 1, 1);
+    for (let seq = lastSeq; info.state.messages > 0 && seq >= floor; seq--) {
+      const message = await jsm.streams.getMessage(this.streamName, { seq }).catch((error: unknown) => {
         if (error instanceof JetStreamApiError && error.code === JetStreamApiCodes.NoMessageFound) return null;
         throw error;
       });
-      const header = last?.header?.get(EVENT_HEADERS.position);
-      if (header) position = parsePosition(header);
+      const header = message?.header?.get(EVENT_HEADERS.position);
+      if (header) {
+        position = parsePosition(header);
+        break;
+      }
     }
     this.position = position;
     return lastSeq;
   }
 
   /**
-   * Sends the batch pipelined and waits for one ack: every message but the
-   * last goes out as a plain publish carrying the JetStream headers
-   * (Nats-Msg-Id, expected stream and last sequence), the last one as a
-   * JetStream publish (msgID + expectations) whose ack is awaited. Since
-   * message i may only be stored right after sequence streamSeq+i, an ack for
-   * the last one proves the whole batch is stored, in order: one round trip
-   * per batch instead of one per event. Returns how many messages the batch
-   * added, or null when its last event was already in the stream.
+   * Sends the batch pipelined and waits for one ack. Each message carries
+   * expectations that chain it to its predecessor: the first expects the
+   * stream's last sequence to be `streamSeq`, every later one expects the
+   * stream's last message id to be the previous event's id. So a message is
+   * stored only directly after its predecessor; a lost message (connection
+   * cut mid-batch) makes every later one of the batch fail, and a stranger
+   * writing into the stream breaks the chain instead of interleaving.
+   * Every message but the last goes out as a plain publish carrying the
+   * JetStream headers (Nats-Msg-Id = event id, expectations), the last one as
+   * a JetStream publish (msgID + expectations) whose ack is awaited: that
+   * ack proves the whole batch is stored, contiguous and in order. One round
+   * trip per batch instead of one per event. Returns the stream's new last
+   * sequence, or null when the batch's last event was already stored (a
+   * copy, dropped by Nats-Msg-Id): then the stream must be asked again.
    */
   private async publish(nc: NatsConnection, js: JetStreamClient, events: readonly RecordedEvent[], streamSeq: number): Promise<number | null> {
     const lastIndex = events.length - 1;
@@ -329,17 +344,17 @@ export class Relay {
       const h = this.eventHeaders(event);
       h.set(PubHeaders.MsgIdHdr, event.id);
       h.set(PubHeaders.ExpectedStreamHdr, this.streamName);
-      h.set(PubHeaders.ExpectedLastSeqHdr, String(streamSeq + index));
+      if (index === 0) h.set(PubHeaders.ExpectedLastSeqHdr, String(streamSeq));
+      else h.set(PubHeaders.ExpectedLastMsgIdHdr, events[index - 1]!.id);
       nc.publish(this.namespace.qualify(subjectForEvent(event)), JSON.stringify(relayedEvent(event)), { headers: h });
     }
     const last = events[lastIndex]!;
     const ack = await js.publish(this.namespace.qualify(subjectForEvent(last)), JSON.stringify(relayedEvent(last)), {
       msgID: last.id,
       headers: this.eventHeaders(last),
-      expect: { lastSequence: streamSeq + lastIndex, streamName: this.streamName },
+      expect: lastIndex === 0 ? { lastSequence: streamSeq, streamName: this.streamName } : { lastMsgID: events[lastIndex - 1]!.id, streamName: this.streamName },
     });
-    if (ack.duplicate) return null;
-    return ack.seq - streamSeq;
+    return ack.duplicate ? null : ack.seq;
   }
 
   private eventHeaders(event: RecordedEvent): MsgHdrs {

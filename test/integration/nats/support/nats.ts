@@ -109,12 +109,17 @@ export class OwnNatsServer {
   }
 
   static async start(): Promise<OwnNatsServer> {
+    const server = await OwnNatsServer.create();
+    await server.startAgain();
+    return server;
+  }
+
+  /** Port and store dir chosen, server not started yet (for "NATS is down when the client starts"). */
+  static async create(): Promise<OwnNatsServer> {
     if (!existsSync(NATS_SERVER_BIN)) {
       throw new Error(`${NATS_SERVER_BIN} is missing: this test needs its own NATS server; run \`apt-get install nats-server\` (or set NATS_SERVER_BIN)`);
     }
-    const server = new OwnNatsServer(await freePort());
-    await server.startAgain();
-    return server;
+    return new OwnNatsServer(await freePort());
   }
 
   get running(): boolean {
@@ -145,8 +150,13 @@ export class OwnNatsServer {
     }
   }
 
+  /** Kills the server (SIGKILL: connections cut mid-message, nothing flushed), waiting for the process to end. */
+  kill(): Promise<void> {
+    return this.stop("SIGKILL");
+  }
+
   /** Stops the server (SIGTERM: JetStream flushes its store), waiting for the process to end. */
-  async stop(): Promise<void> {
+  async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
     const child = this.child;
     if (!child) return;
     this.child = null;
@@ -157,7 +167,7 @@ export class OwnNatsServer {
         clearTimeout(timer);
         resolve();
       });
-      child.kill("SIGTERM");
+      child.kill(signal);
     });
   }
 
