@@ -117,20 +117,23 @@ export class IpmitoolDriver implements BmcDriver {
     if (options.persistent) throw new RangeError("only one-time boot device overrides are supported");
     const expected = BOOT_SELECTOR[device];
     if (!expected) throw new RangeError(`unknown boot device ${String(device)}`);
-    await this.#call("setBootDevice", ["chassis", "bootdev", device], ({ stdout, stderr }) => {
-      refuseIfFailed(stdout, stderr);
-      if (!new RegExp(`Set Boot Device to ${device}`, "i").test(stdout)) {
-        throw refusal("failed", `unexpected answer to bootdev ${device}: ${oneLine(stdout)}`);
-      }
-    });
-    // ipmitool exits 0 even when the BMC refused the parameter: read it back.
-    await this.#call("setBootDevice", ["chassis", "bootparam", "get", "5"], ({ stdout, stderr }) => {
-      refuseIfFailed(stdout, stderr);
-      const selector = /Boot Device Selector\s*:\s*(.+)/i.exec(stdout)?.[1]?.trim();
-      if (selector === undefined) throw refusal("failed", `boot flags unreadable: ${oneLine(stdout)}`);
-      if (!expected.test(selector)) {
-        throw refusal("unsupported", `the BMC accepted bootdev ${device} but its boot flags say "${selector}"`);
-      }
+    // Both exchanges under one hold of the lock: nothing else reaches this BMC between the write and its check.
+    await this.#locked(async () => {
+      await this.#exchange("setBootDevice", ["chassis", "bootdev", device], ({ stdout, stderr }) => {
+        refuseIfFailed(stdout, stderr);
+        if (!new RegExp(`Set Boot Device to ${device}`, "i").test(stdout)) {
+          throw refusal("failed", `unexpected answer to bootdev ${device}: ${oneLine(stdout)}`);
+        }
+      });
+      // ipmitool exits 0 even when the BMC refused the parameter: read it back.
+      await this.#exchange("setBootDevice", ["chassis", "bootparam", "get", "5"], ({ stdout, stderr }) => {
+        refuseIfFailed(stdout, stderr);
+        const selector = /Boot Device Selector\s*:\s*(.+)/i.exec(stdout)?.[1]?.trim();
+        if (selector === undefined) throw refusal("failed", `boot flags unreadable: ${oneLine(stdout)}`);
+        if (!expected.test(selector)) {
+          throw refusal("unsupported", `the BMC accepted bootdev ${device} but its boot flags say "${selector}"`);
+        }
+      });
     });
   }
 
@@ -155,48 +158,54 @@ export class IpmitoolDriver implements BmcDriver {
     });
   }
 
-  /** One ipmitool run under this BMC's session lock, recorded as an exchange. */
+  /** One ipmitool run under this BMC's session lock. */
   #call<T>(operation: BmcOperation, args: readonly string[], interpret: (answer: { stdout: string; stderr: string }) => T): Promise<T> {
-    const sessions = this.#options.sessions ?? bmcSessions;
-    return sessions.run(this.#key, async () => {
-      const command = [...this.#baseArgs, ...args];
-      const startedAt = new Date();
-      const raw = await runIpmitool(this.#binary, command, this.#password, this.#timeoutMs);
-      const durationMs = Date.now() - startedAt.getTime();
-      const stderr = dropVerboseNoise(raw.stderr);
+    return this.#locked(() => this.#exchange(operation, args, interpret));
+  }
 
-      let value: T | undefined;
-      let failure: Refusal | null = null;
-      if (raw.spawnError !== null) {
-        failure = refusal("failed", `cannot run ${this.#binary}: ${raw.spawnError}`);
-      } else if (raw.timedOut) {
-        failure = refusal("unreachable", `no answer within ${this.#timeoutMs} ms`);
-      } else if (raw.exitCode !== 0) {
-        failure = refusal(classifyIpmitoolFailure(stderr), `ipmitool exited with ${raw.exitCode}`);
-      } else {
-        try {
-          value = interpret({ stdout: raw.stdout, stderr });
-        } catch (error) {
-          if (!(error instanceof Refusal)) throw error;
-          failure = error;
-        }
+  #locked<T>(work: () => Promise<T>): Promise<T> {
+    return (this.#options.sessions ?? bmcSessions).run(this.#key, work);
+  }
+
+  /** One ipmitool run, recorded as an exchange; the caller holds the lock. */
+  async #exchange<T>(operation: BmcOperation, args: readonly string[], interpret: (answer: { stdout: string; stderr: string }) => T): Promise<T> {
+    const command = [...this.#baseArgs, ...args];
+    const startedAt = new Date();
+    const raw = await runIpmitool(this.#binary, command, this.#password, this.#timeoutMs);
+    const durationMs = Date.now() - startedAt.getTime();
+    const stderr = dropVerboseNoise(raw.stderr);
+
+    let value: T | undefined;
+    let failure: Refusal | null = null;
+    if (raw.spawnError !== null) {
+      failure = refusal("failed", `cannot run ${this.#binary}: ${raw.spawnError}`);
+    } else if (raw.timedOut) {
+      failure = refusal("unreachable", `no answer within ${this.#timeoutMs} ms`);
+    } else if (raw.exitCode !== 0) {
+      failure = refusal(classifyIpmitoolFailure(stderr), `ipmitool exited with ${raw.exitCode}`);
+    } else {
+      try {
+        value = interpret({ stdout: raw.stdout, stderr });
+      } catch (error) {
+        if (!(error instanceof Refusal)) throw error;
+        failure = error;
       }
+    }
 
-      const exchange: BmcExchange = {
-        operation,
-        driver: "ipmi",
-        target: this.#target,
-        command,
-        startedAt: startedAt.toISOString(),
-        durationMs,
-        exitCode: raw.exitCode,
-        outcome: failure?.kind ?? "ok",
-        stderrSummary: summarize(failure && !stderr.trim() ? failure.message : stderr, this.#password),
-      };
-      this.#options.onExchange?.(exchange);
-      if (failure) throw this.#error(failure, operation, exchange);
-      return value as T;
-    });
+    const exchange: BmcExchange = {
+      operation,
+      driver: "ipmi",
+      target: this.#target,
+      command,
+      startedAt: startedAt.toISOString(),
+      durationMs,
+      exitCode: raw.exitCode,
+      outcome: failure?.kind ?? "ok",
+      stderrSummary: summarize(failure && !stderr.trim() ? failure.message : stderr, this.#password),
+    };
+    this.#options.onExchange?.(exchange);
+    if (failure) throw this.#error(failure, operation, exchange);
+    return value as T;
   }
 
   #error(failure: Refusal, operation: BmcOperation, exchange: BmcExchange): BmcError {
