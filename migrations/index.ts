@@ -6,6 +6,7 @@ import * as api from "./0004_api.ts";
 import * as eventStoreReadOrder from "./0005_eventstore_read_order.ts";
 import * as relay from "./0006_relay.ts";
 import * as sagas from "./0007_sagas.ts";
+import * as secrets from "./0008_secrets.ts";
 
 /**
  * Every migration, in order. Listed statically (not read from the folder) so
@@ -19,6 +20,7 @@ export const migrations: Record<string, Migration> = {
   "0005_eventstore_read_order": eventStoreReadOrder,
   "0006_relay": relay,
   "0007_sagas": sagas,
+  "0008_secrets": secrets,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

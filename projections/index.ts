@@ -6,13 +6,15 @@ import type { AnyProjection } from "./projection.ts";
 import { tenancyProjection } from "./sentral/tenancy.ts";
 import { grantsProjection } from "./identitet/grants.ts";
 import { tasksProjection } from "./sentral/tasks.ts";
+import { inventoryProjection } from "./sentral/inventory.ts";
 
 /** Every projection the platform serves, in the order setup creates them. */
-export const allProjections: readonly AnyProjection[] = [tenancyProjection, grantsProjection, tasksProjection];
+export const allProjections: readonly AnyProjection[] = [tenancyProjection, grantsProjection, tasksProjection, inventoryProjection];
 
 export { tenancyProjection } from "./sentral/tenancy.ts";
 export { grantsProjection } from "./identitet/grants.ts";
 export { tasksProjection } from "./sentral/tasks.ts";
+export { inventoryProjection } from "./sentral/inventory.ts";
 export { ProjectionRunner, type ProjectionRunnerOptions, type ProjectionState, type ProjectionStatus } from "./runner.ts";
 export { rebuildProjection, type RebuildOptions, type RebuildProgress, type RebuildResult } from "./rebuild.ts";
 export { projectionChecksum, sameChecksum, type ProjectionChecksum, type TableChecksum } from "./checksum.ts";

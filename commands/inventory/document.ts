@@ -1,0 +1,58 @@
+/**
+ * The inventory file as the import receives it: already checked against the
+ * published JSON Schema (api/schemas/inventory.ts), so shapes and formats
+ * hold; the rules that need the current inventory are the deciders'.
+ */
+export interface InventoryDocument {
+  readonly datacenters: readonly DocDatacenter[];
+}
+
+export interface DocDatacenter {
+  readonly name: string;
+  readonly displayName?: string;
+  readonly region?: string;
+  readonly racks?: readonly DocRack[];
+  readonly switches?: readonly DocSwitch[];
+  readonly links?: readonly DocLink[];
+}
+
+export interface DocRack {
+  readonly name: string;
+  readonly room?: string;
+  readonly hosts?: readonly DocHost[];
+}
+
+export interface DocHost {
+  readonly name: string;
+  readonly serial: string;
+  readonly vendor?: string;
+  readonly model?: string;
+  readonly macs: readonly string[];
+  readonly role?: "bare-metal" | "hypervisor";
+  readonly position?: number;
+  readonly bmc?: DocBmc;
+}
+
+export interface DocBmc {
+  readonly driver: "ipmi" | "redfish";
+  readonly address: string;
+  readonly port?: number;
+  readonly username: string;
+  readonly password?: string;
+  /** Resolved by the client (dvce reads the file next to the inventory file); the server never reads paths. */
+  readonly passwordFile?: string;
+}
+
+export interface DocSwitch {
+  readonly name: string;
+  readonly rack?: string;
+  readonly position?: number;
+  readonly vendor?: string;
+  readonly model?: string;
+  readonly managementAddress?: string;
+}
+
+export interface DocLink {
+  readonly a: { readonly device: string; readonly port: string };
+  readonly b: { readonly device: string; readonly port: string };
+}
