@@ -8,6 +8,7 @@ import { registerContextCommands } from "./commands/context.ts";
 import { registerCompletionCommand } from "./commands/completion.ts";
 import { registerEventCommands } from "./commands/events.ts";
 import { registerQuotaCommands } from "./commands/quota.ts";
+import { registerTaskCommands } from "./commands/task.ts";
 import { registerTenancyCommands } from "./commands/tenancy.ts";
 import { registerIdentityCommands } from "./identity/commands.ts";
 import { PLANNED, registerPlanned, type PlannedBin } from "./planned.ts";
@@ -56,6 +57,7 @@ export function buildProgram(bin: Bin, runtime: Runtime): Command {
       registerTenancyCommands(program, runtime);
       registerQuotaCommands(program, runtime);
       registerEventCommands(program, runtime);
+      registerTaskCommands(program, runtime);
       registerCompletionCommand(program, runtime, (name) => buildProgram(name, runtime));
       break;
     case "dvid":
