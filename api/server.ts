@@ -7,7 +7,7 @@ import { registerProblemHandlers } from "./http/errors.ts";
 import type { IdempotencyOptions } from "./http/idempotency.ts";
 import { DEFAULT_RATE_LIMIT, registerRateLimit, type RateLimitOptions } from "./http/rate-limit.ts";
 import { ReadYourWrites, type ReadYourWritesOptions } from "./http/read-your-writes.ts";
-import { registerHealth, type ReadinessOptions } from "./observability/health.ts";
+import { registerHealth, type ReadinessOptions, type RelayProbe } from "./observability/health.ts";
 import { ApiMetrics, registerMetricsHooks, registerMetricsRoute } from "./observability/metrics.ts";
 import { registerOpenApi, registerOpenApiRoute } from "./openapi.ts";
 import { TaskReadModel } from "./read/tasks.ts";
@@ -35,6 +35,8 @@ export interface ServerOptions {
   readonly readYourWrites?: ReadYourWritesOptions;
   /** /readyz thresholds. */
   readonly readiness?: ReadinessOptions;
+  /** The NATS relay, when this process runs one: reported by /readyz and /metrics (see health.ts). */
+  readonly relay?: RelayProbe;
   readonly idempotency?: IdempotencyOptions;
 }
 
@@ -61,7 +63,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
   echoCorrelationId(app);
   registerProblemHandlers(app);
 
-  const metrics = new ApiMetrics(options.runner);
+  const metrics = new ApiMetrics(options.runner, options.relay);
   registerMetricsHooks(app, metrics);
   await registerOpenApi(app);
   await registerRateLimit(app, options.rateLimit ?? DEFAULT_RATE_LIMIT);
@@ -74,7 +76,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     await app.after();
   }
 
-  registerHealth(app, { pool: options.pool, runner: options.runner }, options.readiness);
+  registerHealth(app, { pool: options.pool, runner: options.runner, ...(options.relay ? { relay: options.relay } : {}) }, options.readiness);
   registerMetricsRoute(app, metrics);
   registerOpenApiRoute(app);
 

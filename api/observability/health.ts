@@ -9,16 +9,43 @@ import type { ProjectionRunner } from "../../projections/index.ts";
  *   and every projection is not `failed` and lags at most `maxLagMs` behind
  *   the log (by the age of its oldest unapplied event); else 503. The body
  *   says which check failed either way:
- *   `{ status: "ready"|"not_ready", checks: { postgres: {...}, projections: [...] } }`.
+ *   `{ status: "ready"|"not_ready", checks: { postgres: {...}, projections: [...], relay?: {...} } }`.
+ * - The NATS relay (when the server is given one) is reported under
+ *   `checks.relay` (state, connected, position, lagEvents) but does not make
+ *   the probe fail by default: commands and reads only need Postgres, and
+ *   the relay catches up by itself once NATS is back (an instance taken out
+ *   of a load balancer for it would only refuse work it can do). Set
+ *   `maxRelayLagEvents` to make a relay lagging more than that (or failing to
+ *   report) count as not ready.
  */
 export interface ReadinessOptions {
   /** Default 10 000 ms. */
   readonly maxLagMs?: number;
   /** Default 2 000 ms. */
   readonly postgresTimeoutMs?: number;
+  /** Unset (default): the relay is reported, never fails readiness. */
+  readonly maxRelayLagEvents?: number;
 }
 
-export function registerHealth(app: FastifyInstance, deps: { pool: pg.Pool; runner: ProjectionRunner }, options: ReadinessOptions = {}): void {
+/** What /readyz and /metrics read from the NATS relay (adapters/nats Relay satisfies it; api/ knows no adapter internals). */
+export interface RelayProbe {
+  readonly publishedTotal: number;
+  status(): Promise<{
+    readonly state: string;
+    readonly connected: boolean;
+    readonly position: string;
+    readonly headPosition: string;
+    readonly lagEvents: number;
+    readonly lagEventsExact: boolean;
+    readonly lastError: string | null;
+  }>;
+}
+
+export function registerHealth(
+  app: FastifyInstance,
+  deps: { pool: pg.Pool; runner: ProjectionRunner; relay?: RelayProbe },
+  options: ReadinessOptions = {},
+): void {
   const maxLagMs = options.maxLagMs ?? 10_000;
   const postgresTimeoutMs = options.postgresTimeoutMs ?? 2_000;
   const config = { rateLimit: false as const, access: { level: "public" as const } };
@@ -49,15 +76,30 @@ export function registerHealth(app: FastifyInstance, deps: { pool: pg.Pool; runn
         projectionError = message(error);
       }
     }
-    const ready = postgres.ok && projectionError === undefined && projections.every((p) => p.ok);
+    let relay: Record<string, unknown> | undefined;
+    let relayOk = true;
+    if (deps.relay) {
+      const bound = options.maxRelayLagEvents;
+      try {
+        const s = await withTimeout(deps.relay.status(), postgresTimeoutMs);
+        relayOk = bound === undefined || s.lagEvents <= bound;
+        // lastError is not served (it may name hosts): see the logs.
+        relay = { ok: relayOk, state: s.state, connected: s.connected, position: s.position, lagEvents: s.lagEvents, lagEventsExact: s.lagEventsExact, maxLagEvents: bound ?? null };
+      } catch (error) {
+        relayOk = bound === undefined;
+        relay = { ok: relayOk, error: message(error), maxLagEvents: bound ?? null };
+      }
+    }
+    const ready = postgres.ok && projectionError === undefined && projections.every((p) => p.ok) && relayOk;
     // A failed projection's lastError is not served (the probe answers anyone): see runner.status() and its logs.
-    if (!ready) request.log.warn({ postgres, projections, projectionError }, "not ready");
+    if (!ready) request.log.warn({ postgres, projections, projectionError, relay }, "not ready");
     reply.code(ready ? 200 : 503);
     return {
       status: ready ? "ready" : "not_ready",
       checks: {
         postgres,
         projections: { ok: projectionError === undefined && projections.every((p) => p.ok), maxLagMs, items: projections, ...(projectionError ? { error: projectionError } : {}) },
+        ...(relay ? { relay } : {}),
       },
     };
   });

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { ProjectionRunner, ProjectionState } from "../../projections/index.ts";
+import type { RelayProbe } from "./health.ts";
 
 /**
  * Prometheus metrics at GET /metrics (text exposition; internal, not in the
@@ -15,6 +16,9 @@ import type { ProjectionRunner, ProjectionState } from "../../projections/index.
  * - dv_projection_lag_events{projection}, dv_projection_lag_seconds{projection},
  *   dv_projection_state{projection,state} (1 for the current state): read from
  *   runner.status() at scrape time
+ * - dv_relay_lag_events, dv_relay_published_total: the NATS relay's unpublished
+ *   events (counted up to its probe limit) and the events it published, when
+ *   the server is given a relay
  * - the prom-client default process metrics (dv_ prefix)
  */
 export class ApiMetrics {
@@ -23,7 +27,7 @@ export class ApiMetrics {
   readonly httpDuration: Histogram<"method" | "route" | "status">;
   readonly eventsAppended: Counter<"type">;
 
-  constructor(runner: ProjectionRunner) {
+  constructor(runner: ProjectionRunner, relay?: RelayProbe) {
     const registers = [this.registry];
     this.httpRequests = new Counter({
       name: "dv_http_requests_total",
@@ -78,6 +82,28 @@ export class ApiMetrics {
         }
       },
     });
+    if (relay) {
+      new Gauge({
+        name: "dv_relay_lag_events",
+        help: "Events in the log the NATS relay has not published yet (counted up to its probe limit)",
+        registers,
+        async collect() {
+          const status = await relay.status().catch(() => null);
+          if (status) this.set(status.lagEvents);
+        },
+      });
+      let counted = 0;
+      new Counter({
+        name: "dv_relay_published_total",
+        help: "Events the NATS relay in this process published to JetStream (stored, copies not counted)",
+        registers,
+        collect() {
+          const total = relay.publishedTotal;
+          if (total > counted) this.inc(total - counted);
+          counted = total;
+        },
+      });
+    }
     collectDefaultMetrics({ register: this.registry, prefix: "dv_" });
   }
 }
