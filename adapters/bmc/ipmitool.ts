@@ -210,7 +210,8 @@ export class IpmitoolDriver implements BmcDriver {
 
   #error(failure: Refusal, operation: BmcOperation, exchange: BmcExchange): BmcError {
     const detail = exchange.stderrSummary;
-    const why = !detail || detail.includes(failure.message) ? detail || failure.message : `${failure.message}: ${detail}`;
+    const what = summarize(failure.message, this.#password);
+    const why = !detail || detail.includes(what) ? detail || what : `${what}: ${detail}`;
     const message = summarize(`${this.description} ${operation}: ${why}`, this.#password, 1000);
     switch (failure.kind) {
       case "auth_failed":
