@@ -41,6 +41,14 @@ async function drive(d: TaskDriver, script: Array<() => Promise<unknown>>) {
   }
 }
 
+async function seen(lines: string[], text: string) {
+  const deadline = Date.now() + 15_000;
+  while (!lines.some((line) => line.includes(text))) {
+    if (Date.now() > deadline) throw new Error(`never printed ${text}: ${lines.join(" | ")}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 describe("waitForTask (dv task watch)", () => {
   it("prints live step progress, blocks and retries, and ends 0 on success", async () => {
     const d = new TaskDriver(h.db.store, "watch-ok", { tenantId: "tw", projectId: "p1", environmentId: null });
@@ -55,8 +63,11 @@ describe("waitForTask (dv task watch)", () => {
       () => d.requestWork("create-prod"),
       () => d.attemptFailed("create-prod", "watch-ok:create-prod:1"),
       () => d.block("worker:sentral/dc1", "no heartbeat from sentral in dc1"),
+      // Updates are the read model's state, so a block lifted before the watcher read it may never show: hold it until seen.
+      () => seen(lines, "blocked on"),
       () => d.unblock("worker:sentral/dc1"),
       () => d.progress("create-prod", 40, "copying"),
+      () => seen(lines, "40% copying"),
       () => d.complete("create-prod"),
       () => d.start("finish"),
       () => d.complete("finish"),
