@@ -6,6 +6,7 @@ import type { ApiClient, ApiResponse } from "../core/http.ts";
 import { formatAge, render, type Column } from "../core/output.ts";
 import { idOf, listAll, notFound, type Resource } from "../core/resources.ts";
 import type { Runtime } from "../core/runtime.ts";
+import { watch } from "./watch-task.ts";
 
 /** The tenancy routes of the REST API, in one place. */
 export const paths = {
@@ -122,6 +123,9 @@ export function create(client: ApiClient, path: string, body: unknown): Promise<
   return client.request("POST", path, { body, headers: { "idempotency-key": randomUUID() } });
 }
 
+/** How long `project create --wait` waits for the saga to create the bootstrap task. */
+const BOOTSTRAP_APPEAR_MS = 30_000;
+
 const withTenant = (command: Command) => command.option("--tenant <id|name>", "tenant (default: the context's)");
 const withProject = (command: Command) => withTenant(command).option("--project <id|name>", "project (default: the context's)");
 
@@ -211,11 +215,26 @@ export function registerTenancyCommands(program: Command, runtime: Runtime): voi
   withTenant(project.command("create").description("create a project in a tenant"))
     .argument("<name>", "DNS label, unique among the tenant's active projects")
     .option("--description <text>", "what the project is for")
-    .action(async (name: string, options: ScopeFlags & { description?: string }, command: Command) => {
+    .option("--with-default-environments", "also create dev and prod and apply the tenant's quota, as a task")
+    .option("--wait", "with --with-default-environments: follow that task until it ends")
+    .action(async (name: string, options: ScopeFlags & { description?: string; withDefaultEnvironments?: boolean; wait?: boolean }, command: Command) => {
+      if (options.wait && !options.withDefaultEnvironments) throw usageError("--wait needs --with-default-environments (a plain create has nothing to wait for)");
       const client = await runtime.client(command);
       const tenantId = await tenantScope(client, await runtime.context(command), options);
-      const response = await create(client, paths.projects(tenantId), { name, ...(options.description !== undefined ? { description: options.description } : {}) });
-      show(command, await written(client, response), PROJECT_COLUMNS);
+      const response = await create(client, paths.projects(tenantId), {
+        name,
+        ...(options.description !== undefined ? { description: options.description } : {}),
+        ...(options.withDefaultEnvironments ? { withDefaultEnvironments: true } : {}),
+      });
+      const project = await written(client, response);
+      const taskId = response.headers.get("x-dv-task");
+      if (options.wait && taskId) {
+        runtime.err(`project ${String(project.name)} (${String(project.id)}) created; bootstrap task ${taskId}\n`);
+        // The saga creates the task once the request reaches it over NATS: a moment's 404 is "not yet".
+        return watch(runtime, command, taskId, { appearWithinMs: BOOTSTRAP_APPEAR_MS });
+      }
+      show(command, project, PROJECT_COLUMNS);
+      if (taskId && runtime.format(command) === "table") runtime.err(`bootstrap task ${taskId}: follow it with \`dv task watch ${taskId}\`\n`);
     });
 
   withTenant(project.command("list").description("list a tenant's projects"))

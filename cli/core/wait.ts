@@ -35,6 +35,12 @@ export interface WaitOptions {
   readonly pollMs?: number;
   /** Force polling (tests, proxies without WebSocket). */
   readonly poll?: boolean;
+  /**
+   * The task is created asynchronously (by a saga reacting to the write that
+   * asked for it): a 404 means "not yet" for this long (ms) before it means
+   * "not found". Default 0.
+   */
+  readonly appearWithinMs?: number;
 }
 
 export interface WaitResult {
@@ -60,7 +66,7 @@ export const TASK_UPDATED_QUERY = `subscription WatchTask($id: String!, $afterPo
 /** Follows the task until it succeeds, fails or is cancelled (or `signal` aborts). */
 export async function waitForTask(client: ApiClient, taskId: string, options: WaitOptions = {}): Promise<WaitResult> {
   const progress = new ProgressPrinter(options.note ?? (() => undefined));
-  let task = await getTask(client, taskId);
+  let task = await firstSight(client, taskId, options);
   const seen = (next: Resource) => {
     task = next;
     progress.update(next);
@@ -108,6 +114,22 @@ export function outcomeReason(task: Resource): string {
 
 function isTerminal(task: Resource): boolean {
   return TERMINAL.has(String(task.status));
+}
+
+async function firstSight(client: ApiClient, taskId: string, options: WaitOptions): Promise<Resource> {
+  const deadline = Date.now() + (options.appearWithinMs ?? 0);
+  let told = false;
+  for (;;) {
+    try {
+      return await getTask(client, taskId);
+    } catch (error) {
+      const notYet = error instanceof CliError && error.exitCode === ExitCode.notFound && Date.now() < deadline && !options.signal?.aborted;
+      if (!notYet) throw error;
+      if (!told) options.note?.(`waiting for task ${taskId} to be created`);
+      told = true;
+      await sleep(Math.min(options.pollMs ?? 1_000, 250), options.signal);
+    }
+  }
 }
 
 async function getTask(client: ApiClient, taskId: string): Promise<Resource> {
