@@ -312,10 +312,17 @@ export class Relay {
         throw error;
       });
       const header = message?.header?.get(EVENT_HEADERS.position);
-      if (header) {
+      if (!message || !header) continue;
+      if (await this.isFromThisLog(message.header.get(PubHeaders.MsgIdHdr), message.json<Partial<RelayedEvent>>())) {
         position = parsePosition(header);
-        break;
+      } else {
+        // Another log's copy (a restored database, another installation on this NATS): trusting its
+        // position could skip events of this log. Go on from this log's own checkpoint.
+        this.options.onError?.(
+          new Error(`${this.streamName}'s newest event (${header}) is not in this event log; continuing from the relay checkpoint ${formatPosition(position)}`),
+        );
       }
+      break;
     }
     this.position = position;
     return lastSeq;
@@ -337,6 +344,13 @@ export class Relay {
    * sequence, or null when the batch's last event was already stored (a
    * copy, dropped by Nats-Msg-Id): then the stream must be asked again.
    */
+  /** Whether the stream's message is a copy of this log's event (same id at the same stream position). */
+  private async isFromThisLog(msgId: string, body: Partial<RelayedEvent>): Promise<boolean> {
+    if (typeof body.streamId !== "string" || typeof body.streamPosition !== "number") return false;
+    const [event] = await this.options.store.readStream(body.streamId, { from: body.streamPosition, limit: 1 });
+    return event !== undefined && event.id === msgId && event.streamPosition === body.streamPosition && formatPosition(event) === body.position;
+  }
+
   private async publish(nc: NatsConnection, js: JetStreamClient, events: readonly RecordedEvent[], streamSeq: number): Promise<number | null> {
     const lastIndex = events.length - 1;
     for (let index = 0; index < lastIndex; index++) {

@@ -149,4 +149,34 @@ describe("relay", () => {
     const lastTwo = await consumeEvents(nc, ns, log.length, { timeoutMs: 60_000 });
     expect(lastTwo.map((m) => m.msgId)).toEqual(log.map((e) => e.id));
   });
+
+  it("does not trust a stream that holds another log's events (a restored or foreign database): it goes on from its own checkpoint", async () => {
+    const [mine, other] = await Promise.all([createRelayHarness(), createRelayHarness()]);
+    const shared = testNamespace("two");
+    const errors: string[] = [];
+    try {
+      await appendMixed(other.store, 10, 2); // written first: positions below h's next ones
+      await appendMixed(mine.store, 10, 2);
+      const ours = startRelay(mine, shared, SHARED_NATS_URL, { name: "two" });
+      try {
+        await caughtUp(ours.relay, mine.store);
+      } finally {
+        await ours.stop();
+      }
+      const theirs = startRelay(other, shared, SHARED_NATS_URL, { name: "two", onError: (e) => errors.push((e as Error).message) });
+      try {
+        await caughtUp(theirs.relay, other.store);
+        expect((await theirs.relay.status()).publishedTotal).toBe(10);
+      } finally {
+        await theirs.stop();
+      }
+      const otherLog = await allEvents(other.store);
+      const received = await consumeEvents(nc, shared, 20);
+      expect(received.map((m) => m.msgId)).toEqual([...(await allEvents(mine.store)), ...otherLog].map((e) => e.id));
+      expect(errors.some((e) => /not in this event log/.test(e))).toBe(true);
+    } finally {
+      await dropNamespace(nc, shared).catch(() => {});
+      await Promise.all([mine.dispose(), other.dispose()]);
+    }
+  });
 });
