@@ -8,6 +8,7 @@ import { OidcConfigError, OidcVerifier } from "../../adapters/identity/oidc.ts";
 import { authenticateToken } from "../../api/auth/authenticate.ts";
 import { CachedPrincipals, identityServerPlugin } from "../../api/auth/index.ts";
 import { graphqlModule } from "../../api/graphql/index.ts";
+import type { RelayProbe } from "../../api/observability/health.ts";
 import { buildServer } from "../../api/server.ts";
 import { grantsProjection, type ProjectionRunner } from "../../projections/index.ts";
 import { CliError, ExitCode } from "../core/errors.ts";
@@ -16,6 +17,8 @@ export interface ApiDeps {
   readonly pool: pg.Pool;
   readonly store: PostgresEventStore;
   readonly runner: ProjectionRunner;
+  /** The NATS relay, reported by /readyz and /metrics. */
+  readonly relay?: RelayProbe;
   readonly host: string;
   readonly port: number;
   readonly env: NodeJS.ProcessEnv;
@@ -75,6 +78,7 @@ export async function startApi(deps: ApiDeps): Promise<StartedApi> {
     pool: deps.pool,
     store: deps.store,
     runner: deps.runner,
+    ...(deps.relay ? { relay: deps.relay } : {}),
     // JSON lines on stderr; warnings and errors only unless DV_LOG_LEVEL says otherwise (500s carry the correlation id the CLI shows).
     logger: logLevel === "silent" ? false : { level: logLevel, stream: process.stderr },
     auth: identityServerPlugin({

@@ -42,7 +42,7 @@ export function registerUpCommand(program: Command, runtime: Runtime): void {
     .addHelpText("after", `
 Environment:
   DATABASE_URL          use this Postgres instead of the embedded one (created and migrated when missing)
-  NATS_URL              NATS JetStream for sagas and workers (shown now; used by later releases)
+  NATS_URL              NATS JetStream the event relay publishes to (default nats://127.0.0.1:4222; may be down)
   DV_BOOTSTRAP_SECRET   the bootstrap credential to accept (default: one is generated on the first start and printed once)
 
 Ctrl-C (or SIGTERM) stops cleanly; a second Ctrl-C forces the exit.`)

@@ -3,6 +3,8 @@ import type pg from "pg";
 import { createKysely, createPool } from "../../adapters/postgres/connection.ts";
 import { ensureDatabase } from "../../adapters/postgres/database.ts";
 import { PostgresEventStore } from "../../adapters/eventstore/postgres/store.ts";
+import { NatsLink, natsUrl } from "../../adapters/nats/connection.ts";
+import { Relay } from "../../adapters/nats/relay.ts";
 import { migrateToLatest } from "../../migrations/index.ts";
 import { ProjectionRunner, allProjections, ensureProjectionSchemas } from "../../projections/index.ts";
 import { CliError, ExitCode } from "../core/errors.ts";
@@ -17,9 +19,9 @@ const SHUTDOWN_TIMEOUT_MS = 30_000;
 
 /**
  * `dv up`, the composition root: database (embedded or DATABASE_URL),
- * migrations, read models, event store, projection runner, identity and the
- * HTTP server, in that order; stopped in the reverse order on Ctrl-C or
- * SIGTERM. Returns the exit code.
+ * migrations, read models, event store, projection runner, the NATS relay,
+ * identity and the HTTP server, in that order; stopped in the reverse order
+ * on Ctrl-C or SIGTERM. Returns the exit code.
  */
 export async function runUp(options: UpOptions, io: Io, env: NodeJS.ProcessEnv): Promise<number> {
   const say = (line: string) => io.out(`${line}\n`);
@@ -86,9 +88,46 @@ export async function runUp(options: UpOptions, io: Io, env: NodeJS.ProcessEnv):
     lifecycle.defer("the projection runner", () => runner.stop());
     if (stopRequested()) return await stop();
 
-    // 4. Identity and the HTTP API
+    // 4. The relay: the event log to NATS JetStream (adapters/nats). NATS being down never stops
+    //    `dv up`: commands only need Postgres, and the relay catches up once NATS answers.
+    const natsServers = natsUrl(env);
+    say(`starting the NATS relay (${maskUrl(natsServers)})`);
+    let natsWasUp = false;
+    let relayAnnounced = false;
+    const nats = new NatsLink({
+      servers: natsServers,
+      name: "dv-up",
+      onStatus: (event) => {
+        if (event.type === "connected" && !natsWasUp) {
+          natsWasUp = true;
+          if (relayAnnounced) say(`NATS reached at ${event.server}: the relay is catching up`);
+        } else if (event.type === "disconnected") warn(`warning: NATS connection lost (${event.server}); reconnecting, the relay resumes when it is back`);
+        else if (event.type === "reconnected") say(`NATS reconnected (${event.server})`);
+      },
+    });
+    lifecycle.defer("the NATS connection", () => nats.close());
+    const relayErrors = new Set<string>();
+    const relay = new Relay({
+      store,
+      pool,
+      nats,
+      onError: (error) => {
+        const message = error instanceof Error ? error.message : String(error);
+        if (relayErrors.has(message)) return; // retried with backoff; say each kind once
+        relayErrors.add(message);
+        warn(`warning: the NATS relay failed a batch (retrying): ${message}`);
+      },
+    });
+    relay.start();
+    lifecycle.defer("the NATS relay", () => relay.stop());
+    const reached = await Promise.race([nats.ready(), new Promise<null>((resolve) => setTimeout(() => resolve(null), 2_000).unref())]);
+    if (!reached) say(`  NATS is not reachable at ${maskUrl(natsServers)}: starting anyway; the relay connects when it is up (commands work meanwhile)`);
+    relayAnnounced = true;
+    if (stopRequested()) return await stop();
+
+    // 5. Identity and the HTTP API
     say("starting identity and the HTTP API");
-    const api = await startApi({ pool, store, runner, host: options.host, port: options.port, env, say: (line) => say(line) });
+    const api = await startApi({ pool, store, runner, relay, host: options.host, port: options.port, env, say: (line) => say(line) });
     lifecycle.defer("the HTTP server", async () => {
       say("stopping the HTTP server (waiting for requests in flight)");
       await api.close();
@@ -99,8 +138,7 @@ export async function runUp(options: UpOptions, io: Io, env: NodeJS.ProcessEnv):
     say("");
     say(`Dataverket is up: ${shown}${wildcard ? ` (listening on every interface, port ${api.port})` : ""}`);
     say(`  database: ${embedded ? "embedded" : "external"} ${maskUrl(url)}`);
-    const nats = env.NATS_URL?.trim();
-    say(`  NATS:     ${nats ? `${maskUrl(nats)} (not used yet: sagas and workers come in later releases)` : "not set (not needed yet)"}`);
+    say(`  NATS:     ${maskUrl(natsServers)}${env.NATS_URL?.trim() ? "" : " (the default; NATS_URL sets it)"}: event relay ${nats.connected ? "connected" : "waiting for NATS"}`);
     say(`  login:    ${api.oidcIssuer ? `OIDC via ${api.oidcIssuer} (dvid login --api ${shown}), or the bootstrap credential` : "the bootstrap credential (no OIDC provider: DV_OIDC_ISSUER is unset)"}`);
     if (api.bootstrapSecret) {
       say("");
