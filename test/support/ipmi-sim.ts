@@ -154,6 +154,12 @@ function lanConf(name: string, port: number, username: string, password: string,
 
 let bmcIndex = 0;
 
+// A test process that ends without stop() (a crash, a timeout) must not leave BMCs behind.
+const running = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of running) child.kill("SIGKILL");
+});
+
 async function startOne(root: string, script: string, name: string, port: number, options: IpmiSimOptions): Promise<SimulatedBmc> {
   const username = options.username ?? "admin";
   const password = options.password ?? "password";
@@ -184,11 +190,9 @@ async function startOne(root: string, script: string, name: string, port: number
       resolve();
     });
   });
-  const stopOnExit = () => child.kill("SIGKILL");
-  process.once("exit", stopOnExit);
-
+  running.add(child);
   const stop = async () => {
-    process.removeListener("exit", stopOnExit);
+    running.delete(child);
     if (exited) return;
     child.kill("SIGTERM");
     const timer = setTimeout(() => child.kill("SIGKILL"), 2_000);

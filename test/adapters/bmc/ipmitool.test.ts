@@ -88,7 +88,7 @@ describe("ipmitool driver against ipmi_sim", () => {
     await waitFor("the BMC to power the chassis back on after the cycle", async () => {
       const log = await b.chassisLog();
       return log.some((c) => c.at >= before && c.op === "set" && c.args.join(" ") === "power 1");
-    });
+    }, 10_000);
     const sets = (await b.chassisLog()).filter((c) => c.at >= before && c.op === "set").map((c) => c.args.join(" "));
     expect(sets).toEqual(["power 0", "power 1"]);
     expect(await b.power()).toBe("on");

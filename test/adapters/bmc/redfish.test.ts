@@ -272,13 +272,11 @@ describe("Redfish driver", () => {
     const lock = new KeyedMutex();
     const onA = [driverFor(a, { sessions: lock }), driverFor(a, { sessions: lock })];
     const onB = driverFor(b, { sessions: lock });
-    const started = Date.now();
     await Promise.all([onA[0]!.powerOn(), onA[1]!.powerStatus(), onA[0]!.identify(5), onB.powerOn(), onB.powerStatus()]);
     expect(a.maxInFlight).toBe(1);
     expect(b.maxInFlight).toBe(1);
     // A and B were served at the same time: the first request to B came before A's last.
     expect(b.requests[0]!.at).toBeLessThan(a.requests.at(-1)!.at);
-    expect(Date.now() - started).toBeLessThan((a.requests.length + b.requests.length) * 30);
 
     // Control: without a shared lock the same burst does overlap on A.
     const c = await fakeRedfish({ delayMs: 30 });
