@@ -7,6 +7,7 @@ import { createSagaHarness, type SagaHarness } from "./support.ts";
 
 const TASKS = 200;
 const MIN_KILLS = 12;
+const WAVES = 10;
 const FIXTURES = fileURLToPath(new URL("./fixtures/", import.meta.url));
 
 /** A child process that is restarted after every SIGKILL, like a supervisor would. */
@@ -81,22 +82,25 @@ describe("chaos: SIGKILLed saga runtime and worker", () => {
     const started = Date.now();
     const saga = ledgerSaga("test.chaos");
     const ids: string[] = [];
-    for (let i = 0; i < TASKS; i += 20) ids.push(...(await Promise.all(Array.from({ length: 20 }, () => h.createTask(saga)))));
+    const wave = async () => ids.push(...(await Promise.all(Array.from({ length: TASKS / WAVES }, () => h.createTask(saga)))));
+    await wave();
 
     const succeeded = async () =>
       Number((await h.pool.query("select count(*)::int as n from eventstore.events where event_type = 'TaskSucceeded'")).rows[0].n);
+    // Tasks arrive in waves, one per kill, so the run is still going at every one of the first WAVES kills.
     let kills = 0;
     let killsDuringRun = 0;
     const log: string[] = [];
     while (kills < MIN_KILLS || (await succeeded()) < TASKS) {
       if (Date.now() - started > 180_000) break;
-      await new Promise((r) => setTimeout(r, 400 + Math.random() * 1_200));
+      await new Promise((r) => setTimeout(r, 300 + Math.random() * 900));
       const victim = Math.random() < 0.5 ? sagas : worker;
       const done = await succeeded();
       await victim.kill();
       kills += 1;
       if (done < TASKS) killsDuringRun += 1;
-      log.push(`${((Date.now() - started) / 1000).toFixed(1)}s kill ${victim.name} (${done}/${TASKS} succeeded)`);
+      log.push(`${((Date.now() - started) / 1000).toFixed(1)}s kill ${victim.name} (${done}/${ids.length} succeeded)`);
+      if (ids.length < TASKS) await wave();
       await new Promise((r) => setTimeout(r, Math.random() * 300));
       await victim.start();
     }
