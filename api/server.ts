@@ -1,7 +1,8 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from "fastify";
 import type pg from "pg";
 import type { PostgresEventStore } from "../adapters/eventstore/postgres/store.ts";
-import { tasksProjection, tenancyProjection, type ProjectionRunner } from "../projections/index.ts";
+import { inventoryProjection, tasksProjection, tenancyProjection, type ProjectionRunner } from "../projections/index.ts";
+import type { SecretWriter } from "../adapters/secrets/port.ts";
 import { CORRELATION_LOG_LABEL, correlationIdOf, echoCorrelationId } from "./http/correlation.ts";
 import { registerProblemHandlers } from "./http/errors.ts";
 import type { IdempotencyOptions } from "./http/idempotency.ts";
@@ -10,6 +11,7 @@ import { ReadYourWrites, type ReadYourWritesOptions } from "./http/read-your-wri
 import { registerHealth, type ReadinessOptions, type RelayProbe } from "./observability/health.ts";
 import { ApiMetrics, registerMetricsHooks, registerMetricsRoute } from "./observability/metrics.ts";
 import { registerOpenApi, registerOpenApiRoute } from "./openapi.ts";
+import { InventoryReadModel } from "./read/inventory.ts";
 import { TaskReadModel } from "./read/tasks.ts";
 import { TenancyReadModel } from "./read/tenancy.ts";
 import { restApi } from "./rest/index.ts";
@@ -38,6 +40,8 @@ export interface ServerOptions {
   /** The NATS relay, when this process runs one: reported by /readyz and /metrics (see health.ts). */
   readonly relay?: RelayProbe;
   readonly idempotency?: IdempotencyOptions;
+  /** Where imported BMC passwords are stored (encrypted); without it an inventory import with passwords is refused. Never a reader: the API cannot reveal secrets. */
+  readonly secrets?: SecretWriter;
 }
 
 /**
@@ -88,6 +92,11 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     ryw,
     metrics,
     tasks: { read: new TaskReadModel(options.pool), ryw: new ReadYourWrites(options.runner, tasksProjection.name, options.readYourWrites) },
+    inventory: {
+      read: new InventoryReadModel(options.pool),
+      ryw: new ReadYourWrites(options.runner, inventoryProjection.name, options.readYourWrites),
+      secrets: options.secrets ?? null,
+    },
     ...(options.idempotency ? { idempotency: options.idempotency } : {}),
   });
 

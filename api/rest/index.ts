@@ -6,6 +6,7 @@ import { registerIdempotency, type IdempotencyOptions } from "../http/idempotenc
 import { zodValidatorCompiler } from "../http/validation.ts";
 import type { RestDeps } from "./command.ts";
 import { environmentRoutes } from "./environments.ts";
+import { inventoryRoutes, type InventoryRouteDeps } from "./inventory.ts";
 import { projectRoutes } from "./projects.ts";
 import { quotaRoutes } from "./quotas.ts";
 import { taskRoutes, type TaskRouteDeps } from "./tasks.ts";
@@ -16,6 +17,8 @@ export interface RestOptions extends RestDeps {
   readonly idempotency?: IdempotencyOptions;
   /** The tasks read model and read-your-writes on it (/v1/tasks). */
   readonly tasks: Pick<TaskRouteDeps, "read" | "ryw">;
+  /** The inventory read model, read-your-writes on it, and where imported passwords go (/v1/inventory, /v1/hosts, ...). */
+  readonly inventory: Pick<InventoryRouteDeps, "read" | "ryw" | "secrets">;
 }
 
 /**
@@ -37,4 +40,5 @@ export async function restApi(app: FastifyInstance, options: RestOptions): Promi
   await app.register(environmentRoutes, deps);
   await app.register(quotaRoutes, deps);
   await app.register(taskRoutes, { store: options.store, metrics: options.metrics, ...options.tasks });
+  await app.register(inventoryRoutes, { store: options.store, metrics: options.metrics, ...options.inventory });
 }

@@ -145,7 +145,7 @@ export async function importInventory(
       if (!host) continue;
       const reserve: ReserveHostMacs = { type: "ReserveHostMacs", hostId: host.hostId, datacenter: dc.name, macs: heldMacs(host) };
       const decided = macRegistryHandler.decider.decide(reserve, registry);
-      if (isDomainError(decided)) errors.push(errorAt(`${planned.path}.macs`, decided));
+      if (isDomainError(decided)) errors.push(errorAt(planned.path, decided));
       else registry = decided.reduce(macRegistryHandler.decider.evolve, registry);
     }
     plans.push({ datacenter: dc.name, commands, hostIds, changed: outcome.events.length > 0 });

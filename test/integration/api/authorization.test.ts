@@ -229,6 +229,35 @@ const ROWS: readonly Row[] = [
     request: async (w, h) => ({ url: `/v1/tasks/${await failedTask(w, h)}/retry`, payload: {} }),
     expect: { anonymous: 401, other: 404, owner: 200, member: 200, auditor: 403, platform: 200 },
   },
+
+  // ---- inventory: the platform's own; platform-admins import and approve, platform readers read ----
+  { method: "GET", route: "/v1/schemas/inventory.json", request: at("/v1/schemas/inventory.json"), expect: { ...all(200), anonymous: 401 } },
+  {
+    method: "POST",
+    route: "/v1/inventory/import",
+    request: at("/v1/inventory/import", { document: { datacenters: [] }, dryRun: true }),
+    expect: { anonymous: 401, other: 403, owner: 403, member: 403, auditor: 403, platform: 200 },
+  },
+  {
+    method: "GET",
+    route: "/v1/datacenters",
+    request: at("/v1/datacenters"),
+    expect: { anonymous: 401, other: 403, owner: 403, member: 403, auditor: 403, platform: 200 },
+  },
+  { method: "GET", route: "/v1/datacenters/:datacenter", request: at("/v1/datacenters/osl9"), expect: { ...all(404), anonymous: 401 } },
+  {
+    method: "GET",
+    route: "/v1/hosts",
+    request: at("/v1/hosts"),
+    expect: { anonymous: 401, other: 403, owner: 403, member: 403, auditor: 403, platform: 200 },
+  },
+  { method: "GET", route: "/v1/hosts/:hostId", request: at("/v1/hosts/missing"), expect: { ...all(404), anonymous: 401 } },
+  {
+    method: "POST",
+    route: "/v1/hosts/:hostId/approve-identity",
+    request: at("/v1/hosts/missing/approve-identity", {}),
+    expect: { ...all(404), anonymous: 401 },
+  },
 ];
 
 /** A fresh failed task in A/P1 (each retry row call needs its own). */
