@@ -7,6 +7,7 @@ import { Runtime } from "./core/runtime.ts";
 import { registerContextCommands } from "./commands/context.ts";
 import { registerCompletionCommand } from "./commands/completion.ts";
 import { registerEventCommands } from "./commands/events.ts";
+import { registerInventoryCommands } from "./commands/inventory.ts";
 import { registerQuotaCommands } from "./commands/quota.ts";
 import { registerTaskCommands } from "./commands/task.ts";
 import { registerTenancyCommands } from "./commands/tenancy.ts";
@@ -62,6 +63,10 @@ export function buildProgram(bin: Bin, runtime: Runtime): Command {
       break;
     case "dvid":
       registerIdentityCommands(program, runtime);
+      break;
+    case "dvce":
+      registerInventoryCommands(program, runtime);
+      program.addHelpText("after", `\nStill to come:\n${PLANNED.dvce.areas.map(([area, what]) => `  ${area}  ${what}`).join("\n")}\n`);
       break;
     default:
       registerPlanned(program, runtime, PLANNED[bin as PlannedBin]);
