@@ -11,15 +11,8 @@ const appendMixed = (store: PostgresEventStore, count: number, perAppend: number
 
 /** /readyz and /metrics with a relay: reported, and only fails readiness when a bound is configured. */
 const ns = testNamespace("api");
-const relays: Array<{ relay: Relay; link: NatsLink }> = [];
-const harnesses: ApiHarness[] = [];
 
 afterAll(async () => {
-  for (const { relay, link } of relays) {
-    await relay.stop();
-    await link.close();
-  }
-  for (const h of harnesses) await h.dispose();
   const nc = await connectShared("relay-api-cleanup");
   await dropNamespace(nc, ns).catch(() => {});
   await nc.close();
@@ -35,22 +28,32 @@ async function serverWithRelay(servers: string, readiness: { maxRelayLagEvents?:
     status: () => relay!.status(),
   };
   const api = await createApiHarness({ relay: probe, readiness });
-  harnesses.push(api);
   const link = new NatsLink({ servers, name: "dv-relay-api-test", reconnectWaitMs: 200 });
   relay = new Relay({ store: api.db.store, pool: api.db.pool, nats: link, namespace: ns });
-  relays.push({ relay, link });
   relay.start();
-  return { api, relay };
+  const started = relay;
+  return {
+    api,
+    relay: started,
+    /** Each server holds a database and two dozen connections: give them back as soon as its test is done. */
+    async dispose() {
+      await started.stop();
+      await link.close();
+      await api.dispose();
+    },
+  };
 }
 
 describe("relay in /readyz and /metrics", () => {
   let api: ApiHarness;
   let relay: Relay;
+  let dispose: () => Promise<void>;
   beforeAll(async () => {
-    ({ api, relay } = await serverWithRelay(SHARED_NATS_URL));
+    ({ api, relay, dispose } = await serverWithRelay(SHARED_NATS_URL));
     await appendMixed(api.db.store, 30, 3);
     await caughtUp(relay, api.db.store);
   });
+  afterAll(() => dispose?.());
 
   it("reports the relay in /readyz", async () => {
     const ready = await api.app.inject({ method: "GET", url: "/readyz" });
@@ -70,19 +73,27 @@ describe("relay in /readyz and /metrics", () => {
 
 describe("a relay that cannot reach NATS", () => {
   it("leaves the server ready by default, and reports the lag", async () => {
-    const { api } = await serverWithRelay(`nats://127.0.0.1:${await freePort()}`);
-    await appendMixed(api.db.store, 5, 5);
-    const ready = await api.app.inject({ method: "GET", url: "/readyz" });
-    expect(ready.statusCode).toBe(200);
-    expect(ready.json().checks.relay).toMatchObject({ ok: true, connected: false, lagEvents: 5 });
-    expect((await api.app.inject({ method: "GET", url: "/metrics" })).body).toMatch(/^dv_relay_lag_events 5$/m);
+    const { api, dispose } = await serverWithRelay(`nats://127.0.0.1:${await freePort()}`);
+    try {
+      await appendMixed(api.db.store, 5, 5);
+      const ready = await api.app.inject({ method: "GET", url: "/readyz" });
+      expect(ready.statusCode).toBe(200);
+      expect(ready.json().checks.relay).toMatchObject({ ok: true, connected: false, lagEvents: 5 });
+      expect((await api.app.inject({ method: "GET", url: "/metrics" })).body).toMatch(/^dv_relay_lag_events 5$/m);
+    } finally {
+      await dispose();
+    }
   });
 
   it("makes the server not ready past maxRelayLagEvents", async () => {
-    const { api } = await serverWithRelay(`nats://127.0.0.1:${await freePort()}`, { maxRelayLagEvents: 2 });
-    await appendMixed(api.db.store, 5, 5);
-    const ready = await api.app.inject({ method: "GET", url: "/readyz" });
-    expect(ready.statusCode).toBe(503);
-    expect(ready.json().checks.relay).toMatchObject({ ok: false, connected: false, lagEvents: 5, maxLagEvents: 2 });
+    const { api, dispose } = await serverWithRelay(`nats://127.0.0.1:${await freePort()}`, { maxRelayLagEvents: 2 });
+    try {
+      await appendMixed(api.db.store, 5, 5);
+      const ready = await api.app.inject({ method: "GET", url: "/readyz" });
+      expect(ready.statusCode).toBe(503);
+      expect(ready.json().checks.relay).toMatchObject({ ok: false, connected: false, lagEvents: 5, maxLagEvents: 2 });
+    } finally {
+      await dispose();
+    }
   });
 });
