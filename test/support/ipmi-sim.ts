@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createSocket } from "node:dgram";
 import { accessSync, constants as fsConstants, openSync, closeSync } from "node:fs";
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 
@@ -83,7 +83,7 @@ export async function startIpmiSims(count: number, options: IpmiSimOptions = {})
   try {
     const ports = await freeUdpPorts(count);
     for (let i = 0; i < count; i++) {
-      bmcs.push(await startOne(root, script, `bmc${i + 1}`, ports[i]!, options));
+      bmcs.push(await startWithRetry(root, script, `bmc${i + 1}`, ports[i]!, options));
     }
   } catch (error) {
     await Promise.all(bmcs.map((b) => b.stop()));
@@ -154,6 +154,19 @@ function lanConf(name: string, port: number, username: string, password: string,
 
 let bmcIndex = 0;
 
+/** The port was free when picked; if something took it meanwhile, ipmi_sim exits ("Unable to bind") and gets another. */
+async function startWithRetry(root: string, script: string, name: string, port: number, options: IpmiSimOptions): Promise<SimulatedBmc> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOne(root, script, name, port, options);
+    } catch (error) {
+      if (attempt >= 3 || !/Unable to bind/.test(String(error))) throw error;
+      await rm(join(root, name), { recursive: true, force: true });
+      [port] = (await freeUdpPorts(1)) as [number];
+    }
+  }
+}
+
 // A test process that ends without stop() (a crash, a timeout) must not leave BMCs behind.
 const running = new Set<ChildProcess>();
 process.once("exit", () => {
@@ -203,7 +216,7 @@ async function startOne(root: string, script: string, name: string, port: number
   try {
     await waitFor(`${name} (ipmi_sim) to listen on udp/${port}`, async () => {
       if (exited) throw new Error(`${name}: ipmi_sim exited at start: ${await readFile(join(dir, "ipmi_sim.log"), "utf8")}`);
-      return udpBound(port);
+      return udpBoundBy(child.pid!, port);
     });
   } catch (error) {
     await stop();
@@ -252,11 +265,26 @@ async function freeUdpPorts(count: number): Promise<number[]> {
   return sockets.map((s) => s.port);
 }
 
-/** Whether some socket is bound to 127.0.0.1:port over UDP (from /proc/net/udp). */
-async function udpBound(port: number): Promise<boolean> {
+/**
+ * Whether process `pid` itself holds a UDP socket bound to 127.0.0.1:port
+ * (the socket's inode from /proc/net/udp among the process's open fds), so a
+ * stranger that took the port is not mistaken for our BMC.
+ */
+async function udpBoundBy(pid: number, port: number): Promise<boolean> {
   const table = await readFile("/proc/net/udp", "utf8");
   const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
-  return table.split("\n").some((line) => line.trim().split(/\s+/)[1] === local);
+  const inodes = table
+    .split("\n")
+    .map((line) => line.trim().split(/\s+/))
+    .filter((cols) => cols[1] === local)
+    .map((cols) => cols[9]);
+  if (inodes.length === 0) return false;
+  const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
+  for (const fd of fds) {
+    const link = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => "");
+    if (inodes.some((inode) => link === `socket:[${inode}]`)) return true;
+  }
+  return false;
 }
 
 function onPath(tool: string): boolean {

@@ -210,11 +210,11 @@ describe("ipmitool driver against ipmi_sim", () => {
 
   it("one BMC has one session at a time: concurrent calls queue, and the BMC's log shows each inside its own session", async () => {
     const b = bmc(2);
-    const lock = new KeyedMutex();
     const seen: BmcExchange[] = [];
-    // Two drivers for the same BMC, as two workers' steps would have: they share the lock.
-    const one = driverFor(b, { sessions: lock, onExchange: (e) => seen.push(e) });
-    const two = driverFor(b, { sessions: lock, onExchange: (e) => seen.push(e) });
+    // Two drivers for the same BMC, as two workers' steps in one process would have:
+    // without being told anything they share the process-wide lock.
+    const one = driverFor(b, { onExchange: (e) => seen.push(e) });
+    const two = driverFor(b, { onExchange: (e) => seen.push(e) });
     const before = Date.now();
     await Promise.all([one.powerOn(), two.powerStatus(), one.identify(5), two.powerOff(), one.powerStatus(), two.identify(0)]);
 
