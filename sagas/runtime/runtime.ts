@@ -310,6 +310,7 @@ export class SagaRuntime<Deps = unknown> {
           break;
         case "forget-task":
           await forgetTask(pool, task.taskId);
+          this.scopes.delete(task.taskId); // a late message loads it again
           break;
         case "forget-work":
           await forgetWork(pool, action.requestId);
