@@ -87,7 +87,7 @@ export interface RelayOptions {
   readonly pool: pg.Pool;
   readonly nats: NatsLink;
   readonly namespace?: NatsNamespace;
-  /** Checkpoint row (default "jetstream"). */
+  /** Checkpoint row (default "jetstream", or "jetstream:<prefix>" in a namespace: each namespace's stream gets the whole log). */
   readonly name?: string;
   /** Events read and published per batch (default 1000). */
   readonly batchSize?: number;
@@ -153,8 +153,8 @@ export class Relay {
 
   constructor(options: RelayOptions) {
     this.options = options;
-    this.name = options.name ?? "jetstream";
     this.namespace = options.namespace ?? DEFAULT_NAMESPACE;
+    this.name = options.name ?? (this.namespace.prefix ? `jetstream:${this.namespace.prefix}` : "jetstream");
     this.streamName = this.namespace.stream(STREAMS.events);
   }
 

@@ -43,6 +43,7 @@ export function registerUpCommand(program: Command, runtime: Runtime): void {
 Environment:
   DATABASE_URL          use this Postgres instead of the embedded one (created and migrated when missing)
   NATS_URL              NATS JetStream the event relay publishes to (default nats://127.0.0.1:4222; may be down)
+  DV_NATS_NAMESPACE     prefix for NATS subjects and streams (tests, several installations on one NATS; default none)
   DV_BOOTSTRAP_SECRET   the bootstrap credential to accept (default: one is generated on the first start and printed once)
 
 Ctrl-C (or SIGTERM) stops cleanly; a second Ctrl-C forces the exit.`)

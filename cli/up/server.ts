@@ -4,6 +4,7 @@ import { createKysely, createPool } from "../../adapters/postgres/connection.ts"
 import { ensureDatabase } from "../../adapters/postgres/database.ts";
 import { PostgresEventStore } from "../../adapters/eventstore/postgres/store.ts";
 import { NatsLink, natsUrl } from "../../adapters/nats/connection.ts";
+import { natsNamespace, type NatsNamespace } from "../../adapters/nats/namespace.ts";
 import { Relay } from "../../adapters/nats/relay.ts";
 import { migrateToLatest } from "../../migrations/index.ts";
 import { ProjectionRunner, allProjections, ensureProjectionSchemas } from "../../projections/index.ts";
@@ -91,7 +92,14 @@ export async function runUp(options: UpOptions, io: Io, env: NodeJS.ProcessEnv):
     // 4. The relay: the event log to NATS JetStream (adapters/nats). NATS being down never stops
     //    `dv up`: commands only need Postgres, and the relay catches up once NATS answers.
     const natsServers = natsUrl(env);
-    say(`starting the NATS relay (${maskUrl(natsServers)})`);
+    let namespace: NatsNamespace;
+    try {
+      // Like `dv worker`: a prefix keeps two installations (or tests) on one NATS apart; empty in production.
+      namespace = natsNamespace(env.DV_NATS_NAMESPACE?.trim() ?? "");
+    } catch (error) {
+      throw new CliError(ExitCode.usage, `DV_NATS_NAMESPACE: ${(error as Error).message}`);
+    }
+    say(`starting the NATS relay (${maskUrl(natsServers)}${namespace.prefix ? `, namespace ${namespace.prefix}` : ""})`);
     let natsWasUp = false;
     let relayAnnounced = false;
     const nats = new NatsLink({
@@ -111,6 +119,7 @@ export async function runUp(options: UpOptions, io: Io, env: NodeJS.ProcessEnv):
       store,
       pool,
       nats,
+      namespace,
       onError: (error) => {
         const message = error instanceof Error ? error.message : String(error);
         if (relayErrors.has(message)) return; // retried with backoff; say each kind once
