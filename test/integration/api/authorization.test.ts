@@ -368,7 +368,7 @@ describe("authorization matrix", () => {
     const missing = `missing-${uuidv7()}`;
     // Replace the id of the outermost thing the caller cannot see; the problem's code says which.
     const problem = JSON.parse(body) as { code: string };
-    const segment = { tenant_not_found: 3, project_not_found: 5, environment_not_found: 7, task_not_found: 3 }[problem.code];
+    const segment = { tenant_not_found: 3, project_not_found: 5, environment_not_found: 7, task_not_found: 3, datacenter_not_found: 3, host_not_found: 3 }[problem.code];
     if (segment === undefined) throw new Error(`unexpected 404 code ${problem.code}`);
     const path = url.split("?")[0]!.split("/");
     const target = path[segment];
