@@ -116,6 +116,11 @@ export interface Consumption {
 export interface SagaBus {
   /** Task events (`dv.task.evt.>` in DV_EVENTS), handled at most maxInFlight at a time. */
   consumeTaskEvents(options: ConsumeOptions, handle: (delivery: Delivery) => Promise<void>): Consumption;
+  /**
+   * Events of one type from the log (DV_EVENTS, the subject the relay gives
+   * `eventType` in streams starting with `streamPrefix`): saga triggers.
+   */
+  consumeEvents(options: ConsumeOptions & { readonly eventType: string; readonly streamPrefix: string }, handle: (delivery: Delivery) => Promise<void>): Consumption;
   /** Worker results (`dv.*.res.>` in DV_RESULTS). */
   consumeResults(options: ConsumeOptions, handle: (delivery: Delivery) => Promise<void>): Consumption;
   /** To DV_WORK on `dv.<service>.cmd.<action>.<datacenter>`, Nats-Msg-Id = requestId; resolves once stored (or dropped as a copy). */

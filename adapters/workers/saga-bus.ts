@@ -1,6 +1,7 @@
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
 import { DEFAULT_NAMESPACE, STREAMS, type NatsNamespace } from "../nats/namespace.ts";
+import { subjectForEvent } from "../nats/subjects.ts";
 import { dlqSubject } from "../nats/topology.ts";
 import { runDurableConsumer } from "./consume.ts";
 import { HEADERS, headerText, requestToken, type CancelMessage, type Delivery, type Heartbeat, type SagaBus, type WorkRequestMessage } from "./port.ts";
@@ -34,6 +35,23 @@ export class JetStreamSagaBus implements SagaBus {
         maxInFlight: options.maxInFlight,
         ackWaitMs: options.ackWaitMs,
         onError: (error) => this.options.onError?.(error, "task event consumer"),
+      },
+      handle,
+    );
+  }
+
+  consumeEvents(options: Parameters<SagaBus["consumeEvents"]>[0], handle: (delivery: Delivery) => Promise<void>) {
+    const subject = subjectForEvent({ type: options.eventType, streamId: `${options.streamPrefix}x` });
+    return runDurableConsumer(
+      {
+        nc: this.options.nc,
+        namespace: this.ns,
+        stream: this.ns.stream(STREAMS.events),
+        durable: this.ns.stream(options.durable),
+        filterSubject: this.ns.qualify(subject),
+        maxInFlight: options.maxInFlight,
+        ackWaitMs: options.ackWaitMs,
+        onError: (error) => this.options.onError?.(error, `${options.eventType} consumer`),
       },
       handle,
     );

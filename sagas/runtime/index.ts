@@ -1,5 +1,5 @@
 /** The saga runtime: process managers declared as data, driven over NATS (sagas/README.md). */
-export { defineSaga, isWorkStep, sagaPlan, type InlineStep, type SagaStep, type TaskSaga, type WorkSpec, type WorkStep } from "./types.ts";
+export { defineSaga, isWorkStep, sagaPlan, type InlineStep, type SagaStep, type SagaTrigger, type TaskSaga, type TriggerEvent, type WorkSpec, type WorkStep } from "./types.ts";
 export { advance, reactToRetryTimer, reactToTaskEvent, requestWork, type SagaAction, type TimerKind, type TimerSpec } from "./engine.ts";
 export { backoffCeilingMs, backoffDelayMs, retryAt, DEFAULT_BACKOFF, type BackoffPolicy } from "./backoff.ts";
 export { DEFAULT_HEALTH, healthBoundMs, workerDependency, workerHealth, type HealthPolicy, type WorkerHealth } from "./health.ts";

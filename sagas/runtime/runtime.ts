@@ -14,6 +14,7 @@ import { loadStream } from "../../commands/pipeline.ts";
 import { executeTaskCommand, taskEnvelopeScope } from "../../commands/task/index.ts";
 import type { Actor, Scope } from "../../domain/shared/envelope.ts";
 import { fold } from "../../domain/shared/decider.ts";
+import { isDomainError } from "../../domain/shared/errors.ts";
 import type { TaskCommandInput } from "../../domain/task/commands.ts";
 import { taskDecider } from "../../domain/task/decider.ts";
 import { taskEventSchemas, type TaskEvent } from "../../domain/task/events.ts";
@@ -32,7 +33,7 @@ import {
   trackWork,
   type DueTimer,
 } from "./state-store.ts";
-import { isWorkStep, type TaskSaga } from "./types.ts";
+import { isWorkStep, type SagaTrigger, type TaskSaga, type TriggerEvent } from "./types.ts";
 
 export const SAGA_ACTOR: Actor = { kind: "service", id: "sagas" };
 
@@ -116,6 +117,14 @@ export class SagaRuntime<Deps = unknown> {
     this.consumptions = [
       this.options.bus.consumeTaskEvents({ ...consume, durable: `${prefix}_EVENTS` }, (d) => this.onTaskEvent(d)),
       this.options.bus.consumeResults({ ...consume, durable: `${prefix}_RESULTS` }, (d) => this.onResult(d)),
+      ...this.options.sagas.flatMap((saga) =>
+        (saga.triggers ?? []).map((trigger) =>
+          this.options.bus.consumeEvents(
+            { ...consume, durable: `${prefix}_TRIGGER_${trigger.name.toUpperCase().replaceAll("-", "_")}`, eventType: trigger.eventType, streamPrefix: trigger.streamPrefix },
+            (d) => this.onTrigger(trigger, d),
+          ),
+        ),
+      ),
     ];
     this.loops = [this.timerLoop(), this.healthLoop()];
   }
@@ -145,6 +154,33 @@ export class SagaRuntime<Deps = unknown> {
     return this.serially(message.taskId, () =>
       this.settle(delivery, message.taskId, async () => {
         await this.handleTaskEvent(message);
+        this.counters.eventsHandled += 1;
+      }),
+    );
+  }
+
+  /** A fact that starts a task: create it (idempotent by the id the trigger derives from the event). */
+  private onTrigger(trigger: SagaTrigger, delivery: Delivery): Promise<void> {
+    let event: TriggerEvent;
+    let create: TaskCommandInput | null;
+    try {
+      event = parseTriggerEvent(delivery);
+      if (event.type !== trigger.eventType) return this.settle(delivery, null, async () => {}); // another type on a shared subject
+      create = trigger.start(event, this.now());
+    } catch (error) {
+      return this.failed(delivery, null, error);
+    }
+    if (!create) return this.settle(delivery, null, async () => {});
+    const command = create;
+    if (command.type !== "CreateTask") return this.failed(delivery, null, new Error(`trigger ${trigger.name} returned ${command.type}, not CreateTask`));
+    return this.serially(command.taskId, () =>
+      this.settle(delivery, null, async () => {
+        await executeTaskCommand(this.options.store, command, {
+          actor: SAGA_ACTOR,
+          correlationId: event.correlationId,
+          causationId: event.id,
+          scope: taskEnvelopeScope(command.scope),
+        });
         this.counters.eventsHandled += 1;
       }),
     );
@@ -301,7 +337,15 @@ export class SagaRuntime<Deps = unknown> {
         case "run-step": {
           const definition = saga.steps[action.step];
           if (!definition || isWorkStep(definition)) throw new Error(`saga ${saga.kind}: step ${action.step} is not an inline step`);
-          const output = (await definition.run(task, this.options.deps as Deps)) ?? {};
+          let output: Record<string, unknown>;
+          try {
+            output = (await definition.run(task, this.options.deps as Deps)) ?? {};
+          } catch (error) {
+            // A business rule said no (the project was archived meanwhile): retrying cannot help, the task fails with the rule's words.
+            if (!isDomainError(error)) throw error;
+            await this.send(task.taskId, { type: "FailTask", taskId: task.taskId, code: error.code.slice(0, 100), reason: `step ${action.step}: ${error.message}`.slice(0, 4000), at: this.iso() }, meta);
+            break;
+          }
           await this.send(task.taskId, { type: "CompleteStep", taskId: task.taskId, step: action.step, output, at: this.iso() }, meta);
           break;
         }
@@ -476,6 +520,23 @@ export class SagaRuntime<Deps = unknown> {
       signal.addEventListener("abort", done, { once: true });
     });
   }
+}
+
+/** A relayed event (adapters/nats/relay.ts RelayedEvent) as a trigger sees it; throws when it is not one. */
+export function parseTriggerEvent(delivery: Pick<Delivery, "data">): TriggerEvent {
+  const body = JSON.parse(new TextDecoder().decode(delivery.data)) as Record<string, unknown>;
+  for (const field of ["id", "type", "streamId", "occurredAt"] as const) {
+    if (typeof body[field] !== "string" || !body[field]) throw new Error(`relayed event without ${field}`);
+  }
+  const id = body.id as string;
+  return {
+    id,
+    type: body.type as string,
+    streamId: body.streamId as string,
+    occurredAt: body.occurredAt as string,
+    correlationId: typeof body.correlationId === "string" && body.correlationId ? body.correlationId : id,
+    data: body.data,
+  };
 }
 
 /** A relayed task event (adapters/nats/relay.ts RelayedEvent) as the engine needs it; throws when it is not one. */

@@ -1,4 +1,4 @@
-import type { StepPlan } from "../../domain/task/commands.ts";
+import type { StepPlan, TaskCommandInput } from "../../domain/task/commands.ts";
 import type { ExistingTask } from "../../domain/task/state.ts";
 
 /** Where a work step's request goes and what it carries. */
@@ -26,13 +26,39 @@ export interface InlineStep<Deps> {
 
 export type SagaStep<Deps> = WorkStep<Deps> | InlineStep<Deps>;
 
+/** A fact from the log as a trigger sees it (the relayed envelope). */
+export interface TriggerEvent {
+  readonly id: string;
+  readonly type: string;
+  readonly streamId: string;
+  readonly correlationId: string;
+  readonly occurredAt: string;
+  readonly data: unknown;
+}
+
 /**
- * A process manager declared as data: which task kind it drives and its
- * steps in order (the object's key order is the plan's order).
+ * Starts tasks from facts that are not task events (a project was created
+ * asking for a bootstrap): `start` returns the CreateTask for the event, or
+ * null when the event needs no task. CreateTask is idempotent by task id, so
+ * `start` must derive the id from the event (redelivery creates nothing twice).
+ */
+export interface SagaTrigger {
+  /** Names the trigger's durable consumer: lowercase a-z, 0-9 and '-'. */
+  readonly name: string;
+  readonly eventType: string;
+  /** The prefix of the streams the event lives in (e.g. "tenant-"): it decides the event's subject. */
+  readonly streamPrefix: string;
+  start(event: TriggerEvent, now: Date): TaskCommandInput | null;
+}
+
+/**
+ * A process manager declared as data: which task kind it drives, its steps in
+ * order (the object's key order is the plan's order) and what starts it.
  */
 export interface TaskSaga<Deps = unknown> {
   readonly kind: string;
   readonly steps: Readonly<Record<string, SagaStep<Deps>>>;
+  readonly triggers?: readonly SagaTrigger[];
 }
 
 export function isWorkStep<Deps>(step: SagaStep<Deps>): step is WorkStep<Deps> {
@@ -49,5 +75,8 @@ export function defineSaga<Deps = unknown>(saga: TaskSaga<Deps>): TaskSaga<Deps>
     if (!/^[a-z0-9][a-z0-9-]*$/.test(name)) throw new RangeError(`saga ${saga.kind}: step name ${JSON.stringify(name)} must be lowercase a-z, 0-9 and '-'`);
   }
   if (Object.keys(saga.steps).length === 0) throw new RangeError(`saga ${saga.kind} has no steps`);
+  for (const trigger of saga.triggers ?? []) {
+    if (!/^[a-z0-9][a-z0-9-]*$/.test(trigger.name)) throw new RangeError(`saga ${saga.kind}: trigger name ${JSON.stringify(trigger.name)} must be lowercase a-z, 0-9 and '-'`);
+  }
   return saga;
 }

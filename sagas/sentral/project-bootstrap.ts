@@ -1,18 +1,17 @@
-import type { RecordedEvent } from "../../adapters/eventstore/port.ts";
 import { defaultEnvironmentId } from "../../commands/sentral/bootstrap.ts";
 import { executeTenancyCommand, tenantHandler } from "../../commands/sentral/tenancy.ts";
 import { loadStream, type CommandStore } from "../../commands/pipeline.ts";
 import { tenancyDecider } from "../../domain/sentral/decider.ts";
-import { DEFAULT_ENVIRONMENTS, type TenancyEvent, type TenancyEventOf } from "../../domain/sentral/events.ts";
+import { DEFAULT_ENVIRONMENTS, ProjectBootstrapRequestedSchema, type TenancyEvent } from "../../domain/sentral/events.ts";
 import { QUOTA_RESOURCES, type QuotaLimitsPatch } from "../../domain/sentral/limits.ts";
-import { tenantStreamId } from "../../domain/sentral/stream.ts";
+import { TENANT_STREAM_PREFIX, tenantStreamId } from "../../domain/sentral/stream.ts";
 import type { ExistingTenant } from "../../domain/sentral/state.ts";
 import { fold } from "../../domain/shared/decider.ts";
 import { DomainError } from "../../domain/shared/errors.ts";
 import type { Actor } from "../../domain/shared/envelope.ts";
 import type { TaskCommandInput } from "../../domain/task/commands.ts";
 import type { ExistingTask } from "../../domain/task/state.ts";
-import { defineSaga, sagaPlan, type InlineStep } from "../runtime/types.ts";
+import { defineSaga, sagaPlan, type InlineStep, type TriggerEvent } from "../runtime/types.ts";
 
 /**
  * Project bootstrap: a project created with default environments gets `dev`
@@ -101,21 +100,18 @@ const applyTenantQuota: InlineStep<ProjectBootstrapDeps> = {
   },
 };
 
-export const projectBootstrapSaga = defineSaga<ProjectBootstrapDeps>({
-  kind: PROJECT_BOOTSTRAP_KIND,
-  steps: {
-    ...Object.fromEntries(DEFAULT_ENVIRONMENTS.map((name) => [`create-${name}`, createEnvironmentStep(name)])),
-    "apply-quota": applyTenantQuota,
-  },
-});
+const steps = {
+  ...Object.fromEntries(DEFAULT_ENVIRONMENTS.map((name) => [`create-${name}`, createEnvironmentStep(name)])),
+  "apply-quota": applyTenantQuota,
+};
 
 /**
  * The task a ProjectBootstrapRequested event asks for. Creating it is
  * idempotent (the task id comes from the event), so a redelivered request
  * creates nothing twice.
  */
-export function projectBootstrapTask(recorded: RecordedEvent, event: TenancyEventOf<"ProjectBootstrapRequested">, now: Date): TaskCommandInput {
-  const { tenantId, projectId, taskId } = event.data;
+export function projectBootstrapTask(event: TriggerEvent, now: Date): TaskCommandInput {
+  const { tenantId, projectId, taskId } = ProjectBootstrapRequestedSchema.parse(event.data);
   return {
     type: "CreateTask",
     taskId,
@@ -123,9 +119,15 @@ export function projectBootstrapTask(recorded: RecordedEvent, event: TenancyEven
     title: "Bootstrap project: default environments and quota",
     resource: { type: "project", id: projectId },
     scope: { tenantId, projectId, environmentId: null },
-    steps: sagaPlan(projectBootstrapSaga),
+    steps: sagaPlan({ kind: PROJECT_BOOTSTRAP_KIND, steps }),
     deadline: new Date(now.getTime() + PROJECT_BOOTSTRAP_DEADLINE_MS).toISOString(),
-    input: { tenantId, projectId, correlationId: recorded.correlationId },
+    input: { tenantId, projectId, correlationId: event.correlationId },
     at: now.toISOString(),
   };
 }
+
+export const projectBootstrapSaga = defineSaga<ProjectBootstrapDeps>({
+  kind: PROJECT_BOOTSTRAP_KIND,
+  steps,
+  triggers: [{ name: "project-bootstrap", eventType: "ProjectBootstrapRequested", streamPrefix: TENANT_STREAM_PREFIX, start: projectBootstrapTask }],
+});

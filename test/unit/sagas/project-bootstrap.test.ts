@@ -16,7 +16,8 @@ async function world(limits: Record<string, number> = { vcpus: 16, vms: 4 }) {
   await executeTenancyCommand(store, { type: "CreateProject", tenantId: "t1", projectId: "p1", name: "web", bootstrapTaskId: "task-1" }, ctx);
   const events = await store.readStream(tenantStreamId("t1"), { from: 0, limit: 10, direction: "forward" });
   const requested = events.find((e) => e.type === "ProjectBootstrapRequested")!;
-  const create = TaskCommandSchema.parse(projectBootstrapTask(requested, { type: "ProjectBootstrapRequested", data: requested.data as any }, new Date("2026-12-01T10:00:00Z")));
+  const trigger = { id: requested.id, type: requested.type, streamId: requested.streamId, correlationId: requested.correlationId, occurredAt: requested.occurredAt.toISOString(), data: requested.data };
+  const create = TaskCommandSchema.parse(projectBootstrapTask(trigger, new Date("2026-12-01T10:00:00Z")));
   const task = taskDecider.evolve(taskDecider.initialState, (taskDecider.decide(create, taskDecider.initialState) as TaskEvent[])[0]!);
   if (!task.exists) throw new Error("no task");
   return { store, task, create };
