@@ -7,6 +7,10 @@ export interface UpOptions {
   port: number;
   host: string;
   dataDir: string;
+  /** The datacenter the in-process workers serve. */
+  datacenter: string;
+  /** False with --no-workers: workers run elsewhere (`dv worker`). */
+  workers: boolean;
 }
 
 /**
@@ -35,10 +39,12 @@ export function registerUpCommand(program: Command, runtime: Runtime): void {
   program
     .command("up")
     .summary("run the control plane on this machine")
-    .description("run the control plane on this machine: API, projections and identity, on embedded Postgres unless DATABASE_URL is set")
+    .description("run the control plane on this machine: API, projections, identity, the NATS relay, sagas and workers, on embedded Postgres unless DATABASE_URL is set")
     .addOption(new Option("--port <port>", "HTTP port").env("DV_PORT").default(8080).argParser(port))
     .addOption(new Option("--host <address>", "address to listen on").env("DV_HOST").default("127.0.0.1"))
     .addOption(new Option("--data-dir <dir>", "local state: embedded Postgres lives in <dir>/postgres").env("DV_DATA_DIR").default(defaultDataDir(runtime.env), "~/.local/share/dv; /var/lib/dv as root"))
+    .addOption(new Option("--datacenter <name>", "the datacenter this machine's in-process workers serve").env("DV_DATACENTER").default("local"))
+    .option("--no-workers", "run no workers in this process (run them with `dv worker` near the hardware)")
     .addHelpText("after", `
 Environment:
   DATABASE_URL          use this Postgres instead of the embedded one (created and migrated when missing)

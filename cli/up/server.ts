@@ -6,6 +6,8 @@ import { PostgresEventStore } from "../../adapters/eventstore/postgres/store.ts"
 import { NatsLink, natsUrl } from "../../adapters/nats/connection.ts";
 import { natsNamespace, type NatsNamespace } from "../../adapters/nats/namespace.ts";
 import { Relay } from "../../adapters/nats/relay.ts";
+import { workerServices } from "../../adapters/workers/registry.ts";
+import { startSagaRuntime, startWorkers, type WorkersHandle } from "./sagas.ts";
 import { migrateToLatest } from "../../migrations/index.ts";
 import { ProjectionRunner, allProjections, ensureProjectionSchemas } from "../../projections/index.ts";
 import { CliError, ExitCode } from "../core/errors.ts";
@@ -134,6 +136,32 @@ export async function runUp(options: UpOptions, io: Io, env: NodeJS.ProcessEnv):
     relayAnnounced = true;
     if (stopRequested()) return await stop();
 
+    // 4b. Sagas (and this machine's workers): they start consuming once NATS answers; tasks wait meanwhile.
+    const sagaErrors = new Set<string>();
+    const noteSagaError = (error: unknown, context: string) => {
+      const message = `${context}: ${error instanceof Error ? error.message : String(error)}`;
+      if (sagaErrors.has(message)) return; // retried; say each kind once
+      sagaErrors.add(message);
+      warn(`warning: ${message}`);
+    };
+    say("starting the saga runtime");
+    const sagas = startSagaRuntime({ store, pool, nats, namespace, deps: { store }, onError: noteSagaError });
+    lifecycle.defer("the saga runtime", () => sagas.stop());
+    let workers: WorkersHandle | undefined;
+    if (options.workers) {
+      const services = workerServices().map((s) => s.service);
+      say(`starting workers for ${services.join(", ") || "no services"} in datacenter ${options.datacenter}`);
+      void sagas.started
+        .then(async () => {
+          if (stopRequested() || services.length === 0) return;
+          workers = await startWorkers({ nats, namespace, datacenter: options.datacenter, services, env, onError: noteSagaError });
+        })
+        .catch((error: unknown) => noteSagaError(error, "starting workers"));
+      lifecycle.defer("the workers", async () => {
+        await workers?.stop();
+      });
+    }
+
     // 5. Identity and the HTTP API
     say("starting identity and the HTTP API");
     const api = await startApi({ pool, store, runner, relay, host: options.host, port: options.port, env, say: (line) => say(line) });
@@ -147,7 +175,7 @@ export async function runUp(options: UpOptions, io: Io, env: NodeJS.ProcessEnv):
     say("");
     say(`Dataverket is up: ${shown}${wildcard ? ` (listening on every interface, port ${api.port})` : ""}`);
     say(`  database: ${embedded ? "embedded" : "external"} ${maskUrl(url)}`);
-    say(`  NATS:     ${maskUrl(natsServers)}${env.NATS_URL?.trim() ? "" : " (the default; NATS_URL sets it)"}: event relay ${nats.connected ? "connected" : "waiting for NATS"}`);
+    say(`  NATS:     ${maskUrl(natsServers)}${env.NATS_URL?.trim() ? "" : " (the default; NATS_URL sets it)"}: event relay and sagas ${nats.connected ? "connected" : "waiting for NATS"}`);
     say(`  login:    ${api.oidcIssuer ? `OIDC via ${api.oidcIssuer} (dvid login --api ${shown}), or the bootstrap credential` : "the bootstrap credential (no OIDC provider: DV_OIDC_ISSUER is unset)"}`);
     if (api.bootstrapSecret) {
       say("");
