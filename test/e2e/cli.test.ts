@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestDatabase, type TestDatabase } from "../support/postgres.ts";
+import { connectShared, dropNamespace, testNamespace } from "../integration/nats/support/nats.ts";
 import { answers, childEnv, freePort, runBin, Running } from "./support.ts";
 
 /**
@@ -18,6 +19,8 @@ describe("dv up on an external database, driven by the CLI", () => {
   let env: NodeJS.ProcessEnv;
   let api: string;
   const secret = `e2e-${randomBytes(16).toString("hex")}`;
+  // dv up relays to the shared NATS: in streams of its own, removed afterwards.
+  const namespace = testNamespace("e2e");
 
   beforeAll(async () => {
     database = await createTestDatabase();
@@ -25,7 +28,13 @@ describe("dv up on an external database, driven by the CLI", () => {
     const port = await freePort();
     api = `http://127.0.0.1:${port}`;
     env = childEnv({ DV_CONFIG: join(dir, "config", "config.json"), DV_DATA_DIR: join(dir, "data") });
-    server = new Running("dv", ["up"], { ...env, DATABASE_URL: database.url, DV_PORT: String(port), DV_BOOTSTRAP_SECRET: secret });
+    server = new Running("dv", ["up"], {
+      ...env,
+      DATABASE_URL: database.url,
+      DV_PORT: String(port),
+      DV_BOOTSTRAP_SECRET: secret,
+      DV_NATS_NAMESPACE: namespace.prefix,
+    });
     await server.waitFor(`${api}/healthz`, () => answers(`${api}/healthz`), 60_000);
   }, 90_000);
 
@@ -33,6 +42,8 @@ describe("dv up on an external database, driven by the CLI", () => {
     await server?.ensureDead();
     await database?.drop();
     if (dir) await rm(dir, { recursive: true, force: true });
+    const nc = await connectShared("e2e-cleanup");
+    await dropNamespace(nc, namespace).finally(() => nc.close());
   });
 
   it("prints where it listens and which database it uses, never the database password", () => {
@@ -145,6 +156,21 @@ describe("dv up on an external database, driven by the CLI", () => {
     }
   });
 
+  it("project create --with-default-environments --wait follows the bootstrap task's steps to success, through relay, NATS and the saga", async () => {
+    const created = await runBin("dv", ["project", "create", "ops", "--with-default-environments", "--wait"], env, 60_000);
+    expect(created.code, created.stderr).toBe(0);
+    expect(created.stderr).toMatch(/bootstrap task [0-9a-f-]{36}/);
+    for (const step of ["create-dev", "create-prod", "apply-quota"]) expect(created.stderr).toContain(step);
+    expect(created.stderr).toMatch(/succeeded/);
+    const envs = await runBin("dv", ["env", "list", "--project", "ops", "--output", "json"], env);
+    expect(envs.code, envs.stderr).toBe(0);
+    expect(JSON.parse(envs.stdout).map((e: { name: string }) => e.name).sort()).toEqual(["dev", "prod"]);
+    // The same task is there to read back, finished.
+    const taskId = /bootstrap task ([0-9a-f-]{36})/.exec(created.stderr)![1]!;
+    const task = await runBin("dv", ["task", "get", taskId, "--output", "json"], env);
+    expect(JSON.parse(task.stdout)).toMatchObject({ status: "succeeded", kind: "sentral.project-bootstrap" });
+  });
+
   it("SIGINT stops dv up cleanly with exit code 0", async () => {
     server.kill("SIGINT");
     const finished = await server.exited;
@@ -159,6 +185,7 @@ describe("dv up on an external database, driven by the CLI", () => {
 describe("dv up with no DATABASE_URL: embedded PostgreSQL", () => {
   let dir: string;
   let server: Running | undefined;
+  const namespace = testNamespace("e2eemb");
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "dv-e2e-embedded-"));
@@ -169,12 +196,14 @@ describe("dv up with no DATABASE_URL: embedded PostgreSQL", () => {
   afterAll(async () => {
     await server?.ensureDead();
     if (dir) await rm(dir, { recursive: true, force: true });
+    const nc = await connectShared("e2e-cleanup");
+    await dropNamespace(nc, namespace).finally(() => nc.close());
   });
 
   it("creates a persistent cluster in --data-dir, answers /healthz, stops cleanly, and reuses it on the next start", async () => {
     const port = await freePort();
     const dataDir = join(dir, "data");
-    const env = childEnv({ DV_CONFIG: join(dir, "config.json") });
+    const env = childEnv({ DV_CONFIG: join(dir, "config.json"), DV_NATS_NAMESPACE: namespace.prefix });
     server = new Running("dv", ["up", "--port", String(port), "--data-dir", dataDir], env);
     await server.waitFor("/healthz", () => answers(`http://127.0.0.1:${port}/healthz`), 120_000);
     expect(server.stdout).toMatch(/database:\s+embedded/);

@@ -7,7 +7,7 @@ import { fold } from "../../../domain/shared/decider.ts";
 import { tenancyDecider } from "../../../domain/sentral/decider.ts";
 import { tenantStreamId } from "../../../domain/sentral/stream.ts";
 import { SagaRuntime } from "../../../sagas/runtime/runtime.ts";
-import { projectBootstrapSaga } from "../../../sagas/sentral/project-bootstrap.ts";
+import { projectBootstrapSaga, type ProjectBootstrapDeps } from "../../../sagas/sentral/project-bootstrap.ts";
 import { createSagaHarness, USER, type SagaHarness } from "./support.ts";
 
 /**
@@ -18,7 +18,7 @@ import { createSagaHarness, USER, type SagaHarness } from "./support.ts";
  */
 describe("project bootstrap saga over the real relay and runtime", () => {
   let h: SagaHarness;
-  let runtime: SagaRuntime<{ store: SagaHarness["store"] }>;
+  let runtime: SagaRuntime<ProjectBootstrapDeps>;
 
   beforeAll(async () => {
     h = await createSagaHarness("boot");
