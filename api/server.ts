@@ -3,6 +3,7 @@ import type pg from "pg";
 import type { PostgresEventStore } from "../adapters/eventstore/postgres/store.ts";
 import { inventoryProjection, tasksProjection, tenancyProjection, type ProjectionRunner } from "../projections/index.ts";
 import type { SecretWriter } from "../adapters/secrets/port.ts";
+import type { DeadLetters } from "../adapters/dlq/port.ts";
 import { CORRELATION_LOG_LABEL, correlationIdOf, echoCorrelationId } from "./http/correlation.ts";
 import { registerProblemHandlers } from "./http/errors.ts";
 import type { IdempotencyOptions } from "./http/idempotency.ts";
@@ -42,6 +43,8 @@ export interface ServerOptions {
   readonly idempotency?: IdempotencyOptions;
   /** Where imported BMC passwords are stored (encrypted); without it an inventory import with passwords is refused. Never a reader: the API cannot reveal secrets. */
   readonly secrets?: SecretWriter;
+  /** The dead-letter queue (DV_DLQ) behind /v1/dlq; without it those routes answer 503 dlq_unavailable. */
+  readonly deadLetters?: DeadLetters;
 }
 
 /**
@@ -98,6 +101,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
       secrets: options.secrets ?? null,
     },
     ...(options.idempotency ? { idempotency: options.idempotency } : {}),
+    ...(options.deadLetters ? { deadLetters: options.deadLetters } : {}),
   });
 
   await app.ready();

@@ -5,6 +5,7 @@ import { enforceAccess } from "../http/access.ts";
 import { registerIdempotency, type IdempotencyOptions } from "../http/idempotency.ts";
 import { zodValidatorCompiler } from "../http/validation.ts";
 import type { RestDeps } from "./command.ts";
+import { dlqRoutes, type DlqRouteDeps } from "./dlq.ts";
 import { environmentRoutes } from "./environments.ts";
 import { inventoryRoutes, type InventoryRouteDeps } from "./inventory.ts";
 import { projectRoutes } from "./projects.ts";
@@ -19,6 +20,8 @@ export interface RestOptions extends RestDeps {
   readonly tasks: Pick<TaskRouteDeps, "read" | "ryw">;
   /** The inventory read model, read-your-writes on it, and where imported passwords go (/v1/inventory, /v1/hosts, ...). */
   readonly inventory: Pick<InventoryRouteDeps, "read" | "ryw" | "secrets">;
+  /** DV_DLQ for operators (/v1/dlq); absent: those routes answer 503 dlq_unavailable. */
+  readonly deadLetters?: DlqRouteDeps["deadLetters"];
 }
 
 /**
@@ -41,4 +44,5 @@ export async function restApi(app: FastifyInstance, options: RestOptions): Promi
   await app.register(quotaRoutes, deps);
   await app.register(taskRoutes, { store: options.store, metrics: options.metrics, ...options.tasks });
   await app.register(inventoryRoutes, { store: options.store, metrics: options.metrics, ...options.inventory });
+  await app.register(dlqRoutes, { deadLetters: options.deadLetters ?? null });
 }

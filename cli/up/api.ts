@@ -5,6 +5,9 @@ import type { PostgresEventStore } from "../../adapters/eventstore/postgres/stor
 import { BootstrapSecretError, ensureBootstrap } from "../../adapters/identity/bootstrap.ts";
 import { BuiltInIssuer } from "../../adapters/identity/issuer.ts";
 import { OidcConfigError, OidcVerifier } from "../../adapters/identity/oidc.ts";
+import type { NatsLink } from "../../adapters/nats/connection.ts";
+import { NatsDeadLetters } from "../../adapters/nats/dead-letters.ts";
+import type { NatsNamespace } from "../../adapters/nats/namespace.ts";
 import { authenticateToken } from "../../api/auth/authenticate.ts";
 import { CachedPrincipals, identityServerPlugin } from "../../api/auth/index.ts";
 import { graphqlModule } from "../../api/graphql/index.ts";
@@ -19,6 +22,8 @@ export interface ApiDeps {
   readonly runner: ProjectionRunner;
   /** The NATS relay, reported by /readyz and /metrics. */
   readonly relay?: RelayProbe;
+  /** NATS (dv up's link and namespace): serves the dead-letter queue at /v1/dlq; without it those routes answer 503. */
+  readonly nats?: { readonly link: NatsLink; readonly namespace: NatsNamespace };
   readonly host: string;
   readonly port: number;
   readonly env: NodeJS.ProcessEnv;
@@ -79,6 +84,7 @@ export async function startApi(deps: ApiDeps): Promise<StartedApi> {
     store: deps.store,
     runner: deps.runner,
     ...(deps.relay ? { relay: deps.relay } : {}),
+    ...(deps.nats ? { deadLetters: new NatsDeadLetters({ nats: deps.nats.link, namespace: deps.nats.namespace }) } : {}),
     // JSON lines on stderr; warnings and errors only unless DV_LOG_LEVEL says otherwise (500s carry the correlation id the CLI shows).
     logger: logLevel === "silent" ? false : { level: logLevel, stream: process.stderr },
     auth: identityServerPlugin({
