@@ -5,6 +5,7 @@ import { OUTPUT_FORMATS, processIo, type Io } from "./core/output.ts";
 import { formatProblem } from "./core/problem.ts";
 import { Runtime } from "./core/runtime.ts";
 import { registerContextCommands } from "./commands/context.ts";
+import { registerDlqCommands } from "./commands/dlq.ts";
 import { registerCompletionCommand } from "./commands/completion.ts";
 import { registerEventCommands } from "./commands/events.ts";
 import { registerInventoryCommands } from "./commands/inventory.ts";
@@ -59,6 +60,7 @@ export function buildProgram(bin: Bin, runtime: Runtime): Command {
       registerQuotaCommands(program, runtime);
       registerEventCommands(program, runtime);
       registerTaskCommands(program, runtime);
+      registerDlqCommands(program, runtime);
       registerCompletionCommand(program, runtime, (name) => buildProgram(name, runtime));
       break;
     case "dvid":

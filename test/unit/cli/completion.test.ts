@@ -9,7 +9,7 @@ describe("completion tree", () => {
   it("walks every command, with inherited global options and their choices", () => {
     const nodes = completionNodes(buildProgram("dv", new Runtime(captureIo(), {})));
     const byPath = new Map(nodes.map((n) => [n.path, n]));
-    expect(byPath.get("dv")!.subcommands.map((s) => s.name)).toEqual(["up", "worker", "context", "tenant", "project", "env", "quota", "events", "task", "completion"]);
+    expect(byPath.get("dv")!.subcommands.map((s) => s.name)).toEqual(["up", "worker", "context", "tenant", "project", "env", "quota", "events", "task", "dlq", "completion"]);
     expect(byPath.get("dv tenant")!.subcommands.map((s) => s.name)).toEqual(["create", "list", "get", "rename", "suspend", "resume"]);
     const create = byPath.get("dv project create")!;
     const names = create.options.flatMap((o) => o.names);
@@ -35,7 +35,7 @@ describe("dv completion bash", () => {
     expect(result.code).toBe(0);
     const script = result.stdout;
     expect(script).toContain("complete -F _dv_complete dv dvid dvce dvke dvnet dvos dvapp");
-    expect(complete(script, "dv ")).toEqual(["up", "worker", "context", "tenant", "project", "env", "quota", "events", "task", "completion"]);
+    expect(complete(script, "dv ")).toEqual(["up", "worker", "context", "tenant", "project", "env", "quota", "events", "task", "dlq", "completion"]);
     expect(complete(script, "dv ten")).toEqual(["tenant"]);
     expect(complete(script, "dv tenant ")).toEqual(["create", "list", "get", "rename", "suspend", "resume"]);
     expect(complete(script, "dv -o json project cr")).toEqual(["create"]);
