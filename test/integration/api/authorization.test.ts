@@ -3,6 +3,7 @@ import { v7 as uuidv7 } from "uuid";
 import { createApiHarness, type ApiHarness, type TestActor } from "./support/harness.ts";
 import { actors, createTestAuth, type RecordedRoute } from "./support/test-auth.ts";
 import { TaskDriver } from "../tasks/support.ts";
+import { fakeDeadLetters } from "../dlq/support.ts";
 
 /**
  * Every route x every kind of caller -> the status it must get. The table is
@@ -258,6 +259,26 @@ const ROWS: readonly Row[] = [
     request: at("/v1/hosts/missing/approve-identity", {}),
     expect: { ...all(404), anonymous: 401 },
   },
+
+  // ---- dead-letter queue: the platform's; platform-admins and platform auditors read, platform-admins replay ----
+  {
+    method: "GET",
+    route: "/v1/dlq",
+    request: at("/v1/dlq"),
+    expect: { anonymous: 401, other: 403, owner: 403, member: 403, auditor: 403, platform: 200 },
+  },
+  {
+    method: "GET",
+    route: "/v1/dlq/:sequence",
+    request: at("/v1/dlq/917"),
+    expect: { anonymous: 401, other: 404, owner: 404, member: 404, auditor: 404, platform: 200 },
+  },
+  {
+    method: "POST",
+    route: "/v1/dlq/:sequence/replay",
+    request: at("/v1/dlq/917/replay", {}),
+    expect: { anonymous: 401, other: 404, owner: 404, member: 404, auditor: 404, platform: 200 },
+  },
 ];
 
 /** A fresh failed task in A/P1 (each retry row call needs its own). */
@@ -286,7 +307,7 @@ describe("authorization matrix", () => {
   }
 
   beforeAll(async () => {
-    const base = await createApiHarness({ auth: createTestAuth({ routes }) });
+    const base = await createApiHarness({ auth: createTestAuth({ routes }), deadLetters: fakeDeadLetters([917]) });
     h = Object.assign(base, {
       spareEnvironment: (w: World) => create(`/v1/tenants/${w.a}/projects/${w.p1}/environments`, { name: unique() }),
     });
@@ -368,7 +389,7 @@ describe("authorization matrix", () => {
     const missing = `missing-${uuidv7()}`;
     // Replace the id of the outermost thing the caller cannot see; the problem's code says which.
     const problem = JSON.parse(body) as { code: string };
-    const segment = { tenant_not_found: 3, project_not_found: 5, environment_not_found: 7, task_not_found: 3, datacenter_not_found: 3, host_not_found: 3 }[problem.code];
+    const segment = { tenant_not_found: 3, project_not_found: 5, environment_not_found: 7, task_not_found: 3, datacenter_not_found: 3, host_not_found: 3, dead_letter_not_found: 3 }[problem.code];
     if (segment === undefined) throw new Error(`unexpected 404 code ${problem.code}`);
     const path = url.split("?")[0]!.split("/");
     const target = path[segment];
