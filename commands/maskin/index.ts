@@ -1,0 +1,72 @@
+import { PLATFORM_TENANT } from "../../domain/shared/envelope.ts";
+import {
+  HostCommandSchema,
+  PoolCommandSchema,
+  hostDecider,
+  hostEventSchemas,
+  hostStreamId,
+  poolDecider,
+  poolEventSchemas,
+  poolStreamId,
+  type HostCommand,
+  type HostCommandInput,
+  type HostEvent,
+  type HostState,
+  type PoolCommand,
+  type PoolCommandInput,
+  type PoolEvent,
+  type PoolState,
+} from "../../domain/maskin/index.ts";
+import type { CommandContext, CommandHandler, CommandResult, ExecuteOptions } from "../handler.ts";
+import { executeCommand, type CommandStore } from "../pipeline.ts";
+
+/**
+ * Maskin commands. The hardware is the platform's: pool and host events are
+ * filed under the platform scope (the tenant/project a host is allocated to is
+ * in the event data), so callers run them with a platform context (the saga
+ * runtime, the boot service, the maskin worker).
+ */
+const platformScope = () => ({ tenantId: PLATFORM_TENANT });
+
+export const poolHandler: CommandHandler<PoolCommand, PoolEvent, PoolState> = {
+  name: "maskin.pool",
+  commandSchema: PoolCommandSchema,
+  decider: poolDecider,
+  streamId: (command) => poolStreamId(command.datacenter),
+  eventSchemas: poolEventSchemas,
+  scope: platformScope,
+};
+
+export const hostHandler: CommandHandler<HostCommand, HostEvent, HostState> = {
+  name: "maskin.host",
+  commandSchema: HostCommandSchema,
+  decider: hostDecider,
+  streamId: (command) => hostStreamId(command.hostId),
+  eventSchemas: hostEventSchemas,
+  scope: platformScope,
+};
+
+function datacenterOf(input: unknown): string | null {
+  const dc = typeof input === "object" && input !== null ? (input as { datacenter?: unknown }).datacenter : undefined;
+  return typeof dc === "string" ? dc : null;
+}
+
+/** A pool command (`AllocateHost`, `ReturnHostToPool`) from raw input; see executeCommand. */
+export function executePoolCommand(
+  store: CommandStore,
+  input: PoolCommandInput | unknown,
+  context: CommandContext,
+  options?: ExecuteOptions,
+): Promise<CommandResult<PoolEvent>> {
+  return executeCommand(store, poolHandler, input, { ...context, datacenter: context.datacenter ?? datacenterOf(input) }, options);
+}
+
+/** A host command (`StartProvisioning`, `RecordNetbootFetched`, `RecordPowerObservation`, ...) from raw input. */
+export function executeHostCommand(
+  store: CommandStore,
+  input: HostCommandInput | unknown,
+  context: CommandContext,
+  options?: ExecuteOptions,
+): Promise<CommandResult<HostEvent>> {
+  return executeCommand(store, hostHandler, input, { ...context, datacenter: context.datacenter ?? datacenterOf(input) }, options);
+}

@@ -1,0 +1,299 @@
+import type { Decider } from "../shared/decider.ts";
+import { DomainError } from "../shared/errors.ts";
+import type { HostCommand, HostCommandOf } from "./commands.ts";
+import { hostEvent, type HostEvent } from "./events.ts";
+import { holderTaskId, initialHostState, type HostProvisioning, type HostState } from "./state.ts";
+
+/**
+ * One host's lifecycle (stream `maskin-host-<hostId>`), see README:
+ * `available` → `provisioning` → `ready` → `releasing` → `available`;
+ * `provisioning` can end in `provision_failed` (then only release).
+ *
+ * Error codes: `host_not_available` (StartProvisioning of a host another task
+ * holds, or that is releasing/failed), `host_task_mismatch` (a command naming
+ * another task than the host's current one), `host_not_provisioning`,
+ * `netboot_not_expected` (a netboot fetch outside provisioning or after the
+ * install reported: the boot service then serves boot-from-disk),
+ * `install_token_invalid`, `provisioning_not_installed`,
+ * `host_not_releasable` (release of a host being provisioned, or released by
+ * another task), `host_not_releasing`.
+ *
+ * A command whose effect already holds (the same task again) decides no
+ * events, so a saga step or a boot-service request may be repeated safely.
+ */
+
+type Result = readonly HostEvent[] | DomainError;
+
+function notAvailable(command: { hostId: string }, state: HostState): DomainError {
+  return new DomainError("host_not_available", `host ${command.hostId} is ${state.state}`, {
+    hostId: command.hostId,
+    state: state.state,
+    holderTaskId: holderTaskId(state) ?? state.releaseTaskId,
+  });
+}
+
+function taskMismatch(command: { hostId: string; taskId: string }, expected: string): DomainError {
+  return new DomainError("host_task_mismatch", `host ${command.hostId} belongs to task ${expected}, not ${command.taskId}`, {
+    hostId: command.hostId,
+    taskId: command.taskId,
+    holderTaskId: expected,
+  });
+}
+
+function notProvisioning(command: { hostId: string }, state: HostState): DomainError {
+  return new DomainError("host_not_provisioning", `host ${command.hostId} is ${state.state}, not provisioning`, {
+    hostId: command.hostId,
+    state: state.state,
+  });
+}
+
+/** The current provisioning when the host is being provisioned by this task; an error otherwise. */
+function ownProvisioning(command: { hostId: string; taskId: string }, state: HostState): HostProvisioning | DomainError {
+  const p = state.provisioning;
+  if (state.state !== "provisioning" || !p) return notProvisioning(command, state);
+  if (p.taskId !== command.taskId) return taskMismatch(command, p.taskId);
+  return p;
+}
+
+function decideStartProvisioning(command: HostCommandOf<"StartProvisioning">, state: HostState): Result {
+  if (state.state === "available") {
+    const { type: _type, ...data } = command;
+    return [hostEvent("HostProvisioningStarted", data)];
+  }
+  if (holderTaskId(state) === command.taskId) return [];
+  return notAvailable(command, state);
+}
+
+function decideRecordNetbootRequested(command: HostCommandOf<"RecordNetbootRequested">, state: HostState): Result {
+  if (state.state === "ready" && state.provisioning?.taskId === command.taskId) return [];
+  const p = ownProvisioning(command, state);
+  if (p instanceof DomainError) return p;
+  if (p.stage !== "allocated") return []; // already requested (or the host has netbooted since)
+  return [hostEvent("HostNetbootRequested", { hostId: command.hostId, datacenter: p.datacenter, taskId: p.taskId, at: command.at })];
+}
+
+function decideRecordNetbootFetched(command: HostCommandOf<"RecordNetbootFetched">, state: HostState): Result {
+  const p = state.provisioning;
+  if (state.state !== "provisioning" || !p || p.stage === "installed" || p.stage === "install-failed") {
+    return new DomainError("netboot_not_expected", `host ${command.hostId} is not waiting for a netboot`, {
+      hostId: command.hostId,
+      state: state.state,
+      stage: state.state === "provisioning" ? (p?.stage ?? null) : null,
+    });
+  }
+  if (p.stage === "netboot-fetched" && p.token?.digest === command.tokenDigest) return [];
+  return [
+    hostEvent("HostNetbootFetched", {
+      hostId: command.hostId,
+      datacenter: p.datacenter,
+      taskId: p.taskId,
+      mac: command.mac,
+      tokenDigest: command.tokenDigest,
+      at: command.at,
+    }),
+  ];
+}
+
+function decideRecordInstallReported(command: HostCommandOf<"RecordInstallReported">, state: HostState): Result {
+  const p = state.provisioning;
+  const valid = state.state === "provisioning" && p !== null && p.stage === "netboot-fetched" && p.token !== null && !p.token.consumed && p.token.digest === command.tokenDigest;
+  if (!valid || !p) {
+    return new DomainError("install_token_invalid", `the install token is not valid for host ${command.hostId}`, { hostId: command.hostId });
+  }
+  return [
+    hostEvent("HostInstallReported", {
+      hostId: command.hostId,
+      datacenter: p.datacenter,
+      taskId: p.taskId,
+      outcome: command.outcome,
+      message: command.message,
+      at: command.at,
+    }),
+  ];
+}
+
+function decideCompleteProvisioning(command: HostCommandOf<"CompleteProvisioning">, state: HostState): Result {
+  if (state.state === "ready" && state.provisioning?.taskId === command.taskId) return [];
+  const p = ownProvisioning(command, state);
+  if (p instanceof DomainError) return p;
+  if (p.stage !== "installed") {
+    return new DomainError("provisioning_not_installed", `host ${command.hostId} is at stage ${p.stage}, not installed`, {
+      hostId: command.hostId,
+      stage: p.stage,
+    });
+  }
+  return [hostEvent("HostProvisioned", { hostId: command.hostId, datacenter: p.datacenter, taskId: p.taskId, nextBoot: "disk", at: command.at })];
+}
+
+function decideFailProvisioning(command: HostCommandOf<"FailProvisioning">, state: HostState): Result {
+  if (state.state === "provision_failed" && state.provisioning?.taskId === command.taskId) return [];
+  const p = ownProvisioning(command, state);
+  if (p instanceof DomainError) return p;
+  return [
+    hostEvent("HostProvisioningFailed", {
+      hostId: command.hostId,
+      datacenter: p.datacenter,
+      taskId: p.taskId,
+      stage: p.stage,
+      reason: command.reason,
+      at: command.at,
+    }),
+  ];
+}
+
+function decideStartRelease(command: HostCommandOf<"StartRelease">, state: HostState): Result {
+  switch (state.state) {
+    case "ready":
+    case "provision_failed": {
+      const p = state.provisioning!;
+      return [
+        hostEvent("HostReleaseStarted", {
+          hostId: command.hostId,
+          datacenter: p.datacenter,
+          taskId: command.taskId,
+          provisionedByTaskId: p.taskId,
+          at: command.at,
+        }),
+      ];
+    }
+    case "releasing":
+      if (state.releaseTaskId === command.taskId) return [];
+      break;
+    case "available":
+      // Nothing to release on the host (never provisioned, or released already):
+      // the release task still powers off, wipes and returns the host to the pool.
+      return [];
+    case "provisioning":
+      break;
+  }
+  return new DomainError("host_not_releasable", `host ${command.hostId} is ${state.state}`, {
+    hostId: command.hostId,
+    state: state.state,
+    holderTaskId: state.state === "releasing" ? state.releaseTaskId : holderTaskId(state),
+  });
+}
+
+function decideCompleteRelease(command: HostCommandOf<"CompleteRelease">, state: HostState): Result {
+  if (state.state === "available") return [];
+  if (state.state !== "releasing") {
+    return new DomainError("host_not_releasing", `host ${command.hostId} is ${state.state}, not releasing`, { hostId: command.hostId, state: state.state });
+  }
+  if (state.releaseTaskId !== command.taskId) return taskMismatch(command, state.releaseTaskId ?? "");
+  return [hostEvent("HostReleased", { hostId: command.hostId, datacenter: state.datacenter ?? state.provisioning?.datacenter ?? "", taskId: command.taskId, at: command.at })];
+}
+
+function decideRecordPowerObservation(command: HostCommandOf<"RecordPowerObservation">, state: HostState): Result {
+  const before = state.observedPower;
+  if (before) {
+    if (before.state === command.state) return [];
+    if (Date.parse(command.observedAt) <= Date.parse(before.observedAt)) return []; // older than what is recorded
+  }
+  return [
+    hostEvent("HostPowerStateObserved", {
+      hostId: command.hostId,
+      state: command.state,
+      observedAt: command.observedAt,
+      firstSeenAt: command.firstSeenAt,
+      previousState: before?.state ?? null,
+    }),
+  ];
+}
+
+function decideSetDesiredPower(command: HostCommandOf<"SetDesiredPower">, state: HostState): Result {
+  if (state.desiredPower?.state === command.state) return [];
+  const { type: _type, ...data } = command;
+  return [hostEvent("HostDesiredPowerSet", data)];
+}
+
+function decide(command: HostCommand, state: HostState): Result {
+  switch (command.type) {
+    case "StartProvisioning":
+      return decideStartProvisioning(command, state);
+    case "RecordNetbootRequested":
+      return decideRecordNetbootRequested(command, state);
+    case "RecordNetbootFetched":
+      return decideRecordNetbootFetched(command, state);
+    case "RecordInstallReported":
+      return decideRecordInstallReported(command, state);
+    case "CompleteProvisioning":
+      return decideCompleteProvisioning(command, state);
+    case "FailProvisioning":
+      return decideFailProvisioning(command, state);
+    case "StartRelease":
+      return decideStartRelease(command, state);
+    case "CompleteRelease":
+      return decideCompleteRelease(command, state);
+    case "RecordPowerObservation":
+      return decideRecordPowerObservation(command, state);
+    case "SetDesiredPower":
+      return decideSetDesiredPower(command, state);
+    default:
+      return unreachable(command);
+  }
+}
+
+function withProvisioning(state: HostState, change: Partial<HostProvisioning>): HostState {
+  return state.provisioning ? { ...state, provisioning: { ...state.provisioning, ...change } } : state;
+}
+
+function evolve(state: HostState, event: HostEvent): HostState {
+  const base: HostState = state.hostId === null ? { ...state, hostId: event.data.hostId } : state;
+  switch (event.type) {
+    case "HostProvisioningStarted": {
+      const d = event.data;
+      return {
+        ...base,
+        datacenter: d.datacenter,
+        state: "provisioning",
+        provisioning: {
+          taskId: d.taskId,
+          datacenter: d.datacenter,
+          tenantId: d.tenantId,
+          projectId: d.projectId,
+          environmentId: d.environmentId,
+          role: d.role,
+          stage: "allocated",
+          startedAt: d.at,
+          token: null,
+          netbootFetchedAt: null,
+          installReportedAt: null,
+          failureReason: null,
+        },
+      };
+    }
+    case "HostNetbootRequested":
+      return { ...withProvisioning(base, { stage: "netboot-requested" }), nextBoot: "pxe" };
+    case "HostNetbootFetched":
+      return withProvisioning(base, { stage: "netboot-fetched", token: { digest: event.data.tokenDigest, consumed: false }, netbootFetchedAt: event.data.at });
+    case "HostInstallReported":
+      return withProvisioning(base, {
+        stage: event.data.outcome === "succeeded" ? "installed" : "install-failed",
+        token: base.provisioning?.token ? { ...base.provisioning.token, consumed: true } : null,
+        installReportedAt: event.data.at,
+      });
+    case "HostProvisioned":
+      return { ...base, state: "ready", nextBoot: "disk" };
+    case "HostProvisioningFailed":
+      return { ...withProvisioning(base, { failureReason: event.data.reason }), state: "provision_failed" };
+    case "HostReleaseStarted":
+      return { ...base, datacenter: event.data.datacenter, state: "releasing", releaseTaskId: event.data.taskId };
+    case "HostReleased":
+      return { ...base, state: "available", provisioning: null, releaseTaskId: event.data.taskId };
+    case "HostPowerStateObserved":
+      return { ...base, observedPower: { state: event.data.state, observedAt: event.data.observedAt } };
+    case "HostDesiredPowerSet":
+      return { ...base, desiredPower: { state: event.data.state, taskId: event.data.taskId, at: event.data.at } };
+    default:
+      return unreachable(event);
+  }
+}
+
+function unreachable(value: never): never {
+  throw new Error(`unhandled host message ${JSON.stringify(value)}`);
+}
+
+export const hostDecider: Decider<HostCommand, HostEvent, HostState> = {
+  initialState: initialHostState,
+  decide,
+  evolve,
+};

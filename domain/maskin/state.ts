@@ -1,0 +1,68 @@
+import type { PowerState } from "./power-sync.ts";
+import type { HostLifecycleState, ProvisioningStage } from "./events.ts";
+
+/** Who holds a host of the pool. */
+export interface PoolAllocation {
+  readonly hostId: string;
+  readonly taskId: string;
+  readonly tenantId: string;
+  readonly projectId: string;
+  readonly environmentId: string | null;
+  readonly at: string;
+}
+
+/** The pool of one datacenter: allocated hosts by id; a host not in the map is free. */
+export interface PoolState {
+  readonly datacenter: string | null;
+  readonly allocations: ReadonlyMap<string, PoolAllocation>;
+}
+
+export const initialPoolState: PoolState = { datacenter: null, allocations: new Map() };
+
+/** The current (or, once ready/failed/releasing, the last) provisioning of a host. */
+export interface HostProvisioning {
+  readonly taskId: string;
+  readonly datacenter: string;
+  readonly tenantId: string;
+  readonly projectId: string;
+  readonly environmentId: string | null;
+  readonly role: "controlplane" | "worker";
+  readonly stage: ProvisioningStage;
+  readonly startedAt: string;
+  /** The one-time install token of the last netboot fetch: its digest and whether the installer used it. */
+  readonly token: { readonly digest: string; readonly consumed: boolean } | null;
+  readonly netbootFetchedAt: string | null;
+  readonly installReportedAt: string | null;
+  readonly failureReason: string | null;
+}
+
+export interface HostState {
+  /** Null until the host's first event. */
+  readonly hostId: string | null;
+  readonly datacenter: string | null;
+  /** An empty stream is an available host. */
+  readonly state: HostLifecycleState;
+  readonly provisioning: HostProvisioning | null;
+  /** The running release task, or the last one that completed (so CompleteRelease again is a no-op). */
+  readonly releaseTaskId: string | null;
+  /** What the host boots from next, as far as the platform told its BMC. */
+  readonly nextBoot: "pxe" | "disk" | null;
+  readonly desiredPower: { readonly state: PowerState; readonly taskId: string; readonly at: string } | null;
+  readonly observedPower: { readonly state: PowerState; readonly observedAt: string } | null;
+}
+
+export const initialHostState: HostState = {
+  hostId: null,
+  datacenter: null,
+  state: "available",
+  provisioning: null,
+  releaseTaskId: null,
+  nextBoot: null,
+  desiredPower: null,
+  observedPower: null,
+};
+
+/** The task currently holding the host (provisioning it, or owning it once ready/failed); null when available or releasing. */
+export function holderTaskId(state: HostState): string | null {
+  return state.state === "provisioning" || state.state === "ready" || state.state === "provision_failed" ? (state.provisioning?.taskId ?? null) : null;
+}

@@ -1,0 +1,208 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import {
+  HostCommandSchema,
+  hostDecider,
+  hostEvent,
+  hostStreamId,
+  MASKIN_HOST_STREAM_PREFIX,
+  type HostCommand,
+  type HostCommandInput,
+  type HostEvent,
+} from "../../../../domain/maskin/index.ts";
+import { fold } from "../../../../domain/shared/decider.ts";
+import { DomainError } from "../../../../domain/shared/errors.ts";
+import { deciderSpec } from "../../support/decider-spec.ts";
+
+const spec = deciderSpec(hostDecider);
+const H = "host-1";
+const DC = "osl1";
+const T = "task-p";
+const R = "task-r";
+const at = "2026-12-01T10:00:00.000Z";
+const digest = "a".repeat(64);
+const other = "b".repeat(64);
+const cmd = (input: HostCommandInput): HostCommand => HostCommandSchema.parse(input);
+
+const start = cmd({ type: "StartProvisioning", hostId: H, datacenter: DC, taskId: T, tenantId: "a", projectId: "p", environmentId: null, role: "worker", at });
+const started = hostEvent("HostProvisioningStarted", { hostId: H, datacenter: DC, taskId: T, tenantId: "a", projectId: "p", environmentId: null, role: "worker", at });
+const requested = hostEvent("HostNetbootRequested", { hostId: H, datacenter: DC, taskId: T, at });
+const fetched = (d = digest) => hostEvent("HostNetbootFetched", { hostId: H, datacenter: DC, taskId: T, mac: "52:54:00:12:34:01", tokenDigest: d, at });
+const reported = (outcome: "succeeded" | "failed" = "succeeded") =>
+  hostEvent("HostInstallReported", { hostId: H, datacenter: DC, taskId: T, outcome, message: "", at });
+const provisioned = hostEvent("HostProvisioned", { hostId: H, datacenter: DC, taskId: T, nextBoot: "disk", at });
+const fetch = (d = digest) => cmd({ type: "RecordNetbootFetched", hostId: H, mac: "52:54:00:12:34:01", tokenDigest: d, at });
+const report = (d = digest, outcome: "succeeded" | "failed" = "succeeded") => cmd({ type: "RecordInstallReported", hostId: H, tokenDigest: d, outcome, at });
+const complete = (taskId = T) => cmd({ type: "CompleteProvisioning", hostId: H, taskId, at });
+const releaseStarted = hostEvent("HostReleaseStarted", { hostId: H, datacenter: DC, taskId: R, provisionedByTaskId: T, at });
+
+describe("Host decider: provisioning", () => {
+  it("stream ids", () => {
+    expect(hostStreamId("x")).toBe(`${MASKIN_HOST_STREAM_PREFIX}x`);
+    expect(hostStreamId("x")).toBe("maskin-host-x");
+  });
+
+  it("starts provisioning an available host once; the same task again is a no-op; another task is refused", () => {
+    const { state } = spec.given([]).when(start).then([started]);
+    expect(state.state).toBe("provisioning");
+    expect(state.provisioning?.stage).toBe("allocated");
+    spec.given([started]).when(start).thenNothing();
+    spec.given([started]).when({ ...start, taskId: "other" }).thenFails("host_not_available", { holderTaskId: T, state: "provisioning" });
+  });
+
+  it("walks allocated → netboot-requested → netboot-fetched → installed → ready with next boot from disk", () => {
+    spec.given([started]).when(cmd({ type: "RecordNetbootRequested", hostId: H, taskId: T, at })).then([requested]);
+    spec.given([started, requested]).when(cmd({ type: "RecordNetbootRequested", hostId: H, taskId: T, at })).thenNothing();
+    spec.given([started, requested]).when(fetch()).then([fetched()]);
+    spec.given([started, requested, fetched()]).when(report()).then([reported()]);
+    const { state } = spec.given([started, requested, fetched(), reported()]).when(complete()).then([provisioned]);
+    expect(state.state).toBe("ready");
+    expect(state.nextBoot).toBe("disk");
+    spec.given([started, requested, fetched(), reported(), provisioned]).when(complete()).thenNothing();
+  });
+
+  it("a netboot request from another task is refused", () => {
+    spec.given([started]).when(cmd({ type: "RecordNetbootRequested", hostId: H, taskId: "x", at })).thenFails("host_task_mismatch", { holderTaskId: T });
+  });
+
+  it("a netboot fetch outside provisioning or after install is not expected (the boot service boots from disk)", () => {
+    spec.given([]).when(fetch()).thenFails("netboot_not_expected", { state: "available" });
+    spec.given([started, requested, fetched(), reported()]).when(fetch(other)).thenFails("netboot_not_expected", { stage: "installed" });
+    spec.given([started, requested, fetched(), reported(), provisioned]).when(fetch(other)).thenFails("netboot_not_expected", { state: "ready" });
+  });
+
+  it("a second fetch issues a new token and the old one stops working; the same fetch again is a no-op", () => {
+    spec.given([started, fetched()]).when(fetch()).thenNothing();
+    spec.given([started, fetched()]).when(fetch(other)).then([fetched(other)]);
+    spec.given([started, fetched(), fetched(other)]).when(report(digest)).thenFails("install_token_invalid");
+    spec.given([started, fetched(), fetched(other)]).when(report(other)).then([reported()]);
+  });
+
+  it("the install token: refused when wrong, before any fetch, or used twice", () => {
+    spec.given([started, requested]).when(report()).thenFails("install_token_invalid");
+    spec.given([started, fetched()]).when(report(other)).thenFails("install_token_invalid");
+    spec.given([started, fetched(), reported()]).when(report()).thenFails("install_token_invalid");
+    spec.given([]).when(report()).thenFails("install_token_invalid");
+  });
+
+  it("a failed install ends at stage install-failed; completing it is refused; failing provisioning keeps the stage", () => {
+    const { state } = spec.given([started, fetched()]).when(report(digest, "failed")).then([reported("failed")]);
+    expect(state.provisioning?.stage).toBe("install-failed");
+    spec.given([started, fetched(), reported("failed")]).when(complete()).thenFails("provisioning_not_installed", { stage: "install-failed" });
+    const failed = hostEvent("HostProvisioningFailed", { hostId: H, datacenter: DC, taskId: T, stage: "install-failed", reason: "installer said no", at });
+    const fail = cmd({ type: "FailProvisioning", hostId: H, taskId: T, reason: "installer said no", at });
+    const after = spec.given([started, fetched(), reported("failed")]).when(fail).then([failed]);
+    expect(after.state.state).toBe("provision_failed");
+    spec.given([started, fetched(), reported("failed"), failed]).when(fail).thenNothing();
+    // then only release is allowed
+    spec.given([started, failed]).when(start).thenNothing(); // same task: no-op
+    spec.given([started, failed]).when({ ...start, taskId: "new" }).thenFails("host_not_available", { state: "provision_failed" });
+    spec.given([started, failed]).when(cmd({ type: "StartRelease", hostId: H, taskId: R, at })).then([releaseStarted]);
+  });
+
+  it("completing before the install was reported is refused with the stage", () => {
+    spec.given([started, requested]).when(complete()).thenFails("provisioning_not_installed", { stage: "netboot-requested" });
+    spec.given([]).when(complete()).thenFails("host_not_provisioning");
+  });
+});
+
+describe("Host decider: release", () => {
+  const ready = [started, requested, fetched(), reported(), provisioned];
+  const startRelease = (taskId = R) => cmd({ type: "StartRelease", hostId: H, taskId, at });
+  const completeRelease = (taskId = R) => cmd({ type: "CompleteRelease", hostId: H, taskId, at });
+  const released = hostEvent("HostReleased", { hostId: H, datacenter: DC, taskId: R, at });
+
+  it("ready → releasing → available; each step repeated is a no-op", () => {
+    spec.given(ready).when(startRelease()).then([releaseStarted]);
+    spec.given([...ready, releaseStarted]).when(startRelease()).thenNothing();
+    spec.given([...ready, releaseStarted]).when(startRelease("other")).thenFails("host_not_releasable", { holderTaskId: R });
+    const { state } = spec.given([...ready, releaseStarted]).when(completeRelease()).then([released]);
+    expect(state.state).toBe("available");
+    expect(state.provisioning).toBeNull();
+    spec.given([...ready, releaseStarted, released]).when(completeRelease()).thenNothing();
+    spec.given([...ready, releaseStarted, released]).when(startRelease()).thenNothing();
+    // and can be provisioned again
+    spec.given([...ready, releaseStarted, released]).when({ ...start, taskId: "t2" }).then([{ ...started, data: { ...started.data, taskId: "t2" } }]);
+  });
+
+  it("a host being provisioned cannot be released; a release of another task cannot be completed", () => {
+    spec.given([started]).when(startRelease()).thenFails("host_not_releasable", { state: "provisioning" });
+    spec.given([...ready, releaseStarted]).when(completeRelease("other")).thenFails("host_task_mismatch");
+    spec.given(ready).when(completeRelease()).thenFails("host_not_releasing");
+    spec.given([...ready, releaseStarted]).when(start).thenFails("host_not_available", { state: "releasing" });
+  });
+});
+
+describe("Host decider: power", () => {
+  const observe = (state: "on" | "off", second: number, previousState: "on" | "off" | null = null) =>
+    cmd({
+      type: "RecordPowerObservation",
+      hostId: H,
+      state,
+      observedAt: `2026-12-01T10:00:${String(second).padStart(2, "0")}.000Z`,
+      firstSeenAt: `2026-12-01T10:00:${String(second - 1).padStart(2, "0")}.000Z`,
+      previousState,
+    });
+  const observed = (state: "on" | "off", second: number, previousState: "on" | "off" | null) => {
+    const { type: _t, ...data } = observe(state, second, previousState) as Extract<HostCommand, { type: "RecordPowerObservation" }>;
+    return hostEvent("HostPowerStateObserved", data);
+  };
+
+  it("records an observed change; the same state again or an older observation changes nothing", () => {
+    spec.given([]).when(observe("on", 10)).then([observed("on", 10, null)]);
+    spec.given([observed("on", 10, null)]).when(observe("on", 20, null)).thenNothing();
+    spec.given([observed("on", 10, null)]).when(observe("off", 5, "on")).thenNothing();
+    // previousState comes from what was recorded, not from the caller
+    spec.given([observed("on", 10, null)]).when(observe("off", 20, null)).then([observed("off", 20, "on")]);
+  });
+
+  it("desired power: set once, the same again is a no-op", () => {
+    const set = cmd({ type: "SetDesiredPower", hostId: H, state: "on", taskId: T, at });
+    const { state } = spec.given([]).when(set).then([hostEvent("HostDesiredPowerSet", { hostId: H, state: "on", taskId: T, at })]);
+    expect(state.desiredPower?.state).toBe("on");
+    spec.given([hostEvent("HostDesiredPowerSet", { hostId: H, state: "on", taskId: T, at })]).when(set).thenNothing();
+  });
+});
+
+describe("Host decider: properties", () => {
+  const tasks = ["t1", "t2", "t3"];
+  const digests = [digest, other];
+  const commandArb: fc.Arbitrary<HostCommand> = fc.oneof(
+    fc.constantFrom(...tasks).map((taskId) => ({ ...start, taskId })),
+    fc.constantFrom(...tasks).map((taskId) => cmd({ type: "RecordNetbootRequested", hostId: H, taskId, at })),
+    fc.constantFrom(...digests).map((d) => fetch(d)),
+    fc.tuple(fc.constantFrom(...digests), fc.constantFrom("succeeded" as const, "failed" as const)).map(([d, o]) => report(d, o)),
+    fc.constantFrom(...tasks).map((taskId) => complete(taskId)),
+    fc.constantFrom(...tasks).map((taskId) => cmd({ type: "FailProvisioning", hostId: H, taskId, reason: "r", at })),
+    fc.constantFrom(...tasks, "r1", "r2").map((taskId) => cmd({ type: "StartRelease", hostId: H, taskId, at })),
+    fc.constantFrom(...tasks, "r1", "r2").map((taskId) => cmd({ type: "CompleteRelease", hostId: H, taskId, at })),
+  );
+
+  it("a host is held by at most one task at a time, and no command on a held host hands it to another task", () => {
+    fc.assert(
+      fc.property(fc.array(commandArb, { maxLength: 40 }), (commands) => {
+        let history: HostEvent[] = [];
+        for (const command of commands) {
+          const before = fold(hostDecider, history);
+          const outcome = hostDecider.decide(command, before);
+          if (outcome instanceof DomainError) continue;
+          history = [...history, ...outcome];
+          const after = fold(hostDecider, history);
+          // provisioning can start only from available: a holder is never replaced by another
+          if (before.state !== "available" && after.provisioning && before.provisioning) {
+            expect(after.provisioning.taskId).toBe(before.provisioning.taskId);
+          }
+          // an install is reported at most once per fetch token
+          const reports = outcome.filter((e) => e.type === "HostInstallReported");
+          if (reports.length > 0) expect(before.provisioning?.token?.consumed).toBe(false);
+          // ready only from installed
+          if (after.state === "ready" && before.state !== "ready") expect(before.provisioning?.stage).toBe("installed");
+          // deciding again on the new state is idempotent for the same command
+          const again = hostDecider.decide(command, after);
+          if (!(again instanceof DomainError) && command.type !== "RecordNetbootFetched") expect(again).toEqual([]);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
