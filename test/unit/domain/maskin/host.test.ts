@@ -8,6 +8,7 @@ import {
   MASKIN_HOST_STREAM_PREFIX,
   type HostCommand,
   type HostCommandInput,
+  type HostCommandOf,
   type HostEvent,
 } from "../../../../domain/maskin/index.ts";
 import { fold } from "../../../../domain/shared/decider.ts";
@@ -24,7 +25,7 @@ const digest = "a".repeat(64);
 const other = "b".repeat(64);
 const cmd = (input: HostCommandInput): HostCommand => HostCommandSchema.parse(input);
 
-const start = cmd({ type: "StartProvisioning", hostId: H, datacenter: DC, taskId: T, tenantId: "a", projectId: "p", environmentId: null, role: "worker", at });
+const start = cmd({ type: "StartProvisioning", hostId: H, datacenter: DC, taskId: T, tenantId: "a", projectId: "p", environmentId: null, role: "worker", at }) as HostCommandOf<"StartProvisioning">;
 const started = hostEvent("HostProvisioningStarted", { hostId: H, datacenter: DC, taskId: T, tenantId: "a", projectId: "p", environmentId: null, role: "worker", at });
 const requested = hostEvent("HostNetbootRequested", { hostId: H, datacenter: DC, taskId: T, at });
 const fetched = (d = digest) => hostEvent("HostNetbootFetched", { hostId: H, datacenter: DC, taskId: T, mac: "52:54:00:12:34:01", tokenDigest: d, at });
