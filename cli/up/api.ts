@@ -13,6 +13,7 @@ import { CachedPrincipals, identityServerPlugin } from "../../api/auth/index.ts"
 import { graphqlModule } from "../../api/graphql/index.ts";
 import type { RelayProbe } from "../../api/observability/health.ts";
 import { buildServer } from "../../api/server.ts";
+import type { SecretWriter } from "../../adapters/secrets/port.ts";
 import { grantsProjection, type ProjectionRunner } from "../../projections/index.ts";
 import { CliError, ExitCode } from "../core/errors.ts";
 
@@ -24,6 +25,8 @@ export interface ApiDeps {
   readonly relay?: RelayProbe;
   /** NATS (dv up's link and namespace): serves the dead-letter queue at /v1/dlq; without it those routes answer 503. */
   readonly nats?: { readonly link: NatsLink; readonly namespace: NatsNamespace };
+  /** Stores imported BMC passwords encrypted; the API can write secrets, never read them. */
+  readonly secrets?: SecretWriter;
   readonly host: string;
   readonly port: number;
   readonly env: NodeJS.ProcessEnv;
@@ -84,6 +87,7 @@ export async function startApi(deps: ApiDeps): Promise<StartedApi> {
     store: deps.store,
     runner: deps.runner,
     ...(deps.relay ? { relay: deps.relay } : {}),
+    ...(deps.secrets ? { secrets: deps.secrets } : {}),
     ...(deps.nats ? { deadLetters: new NatsDeadLetters({ nats: deps.nats.link, namespace: deps.nats.namespace }) } : {}),
     // JSON lines on stderr; warnings and errors only unless DV_LOG_LEVEL says otherwise (500s carry the correlation id the CLI shows).
     logger: logLevel === "silent" ? false : { level: logLevel, stream: process.stderr },

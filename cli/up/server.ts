@@ -8,6 +8,9 @@ import { natsNamespace, type NatsNamespace } from "../../adapters/nats/namespace
 import { Relay } from "../../adapters/nats/relay.ts";
 import { workerServices } from "../../adapters/workers/registry.ts";
 import { startSagaRuntime, startWorkers, type WorkersHandle } from "./sagas.ts";
+import { resolveSecretKey } from "./secret-key.ts";
+import { loadSecretKey } from "../../adapters/secrets/key.ts";
+import { PostgresSecretStore } from "../../adapters/secrets/store.ts";
 import { migrateToLatest } from "../../migrations/index.ts";
 import { ProjectionRunner, allProjections, ensureProjectionSchemas } from "../../projections/index.ts";
 import { CliError, ExitCode } from "../core/errors.ts";
@@ -136,6 +139,13 @@ export async function runUp(options: UpOptions, io: Io, env: NodeJS.ProcessEnv):
     relayAnnounced = true;
     if (stopRequested()) return await stop();
 
+    // 4a. The key for stored secrets (BMC passwords), for the API (to store) and this machine's workers (to reveal).
+    const secretKey = await resolveSecretKey(env, options.dataDir);
+    say(`secret store key: ${secretKey.source}`);
+    const secrets = new PostgresSecretStore(pool, loadSecretKey(secretKey.env)!);
+    // Workers in this process reach the same database and key as dv up itself (embedded or not).
+    const workerEnv: NodeJS.ProcessEnv = { ...secretKey.env, DATABASE_URL: url };
+
     // 4b. Sagas (and this machine's workers): they start consuming once NATS answers; tasks wait meanwhile.
     const sagaErrors = new Set<string>();
     const noteSagaError = (error: unknown, context: string) => {
@@ -154,7 +164,7 @@ export async function runUp(options: UpOptions, io: Io, env: NodeJS.ProcessEnv):
       void sagas.started
         .then(async () => {
           if (stopRequested() || services.length === 0) return;
-          workers = await startWorkers({ nats, namespace, datacenter: options.datacenter, services, env, onError: noteSagaError });
+          workers = await startWorkers({ nats, namespace, datacenter: options.datacenter, services, env: workerEnv, onError: noteSagaError });
         })
         .catch((error: unknown) => noteSagaError(error, "starting workers"));
       lifecycle.defer("the workers", async () => {
@@ -164,7 +174,7 @@ export async function runUp(options: UpOptions, io: Io, env: NodeJS.ProcessEnv):
 
     // 5. Identity and the HTTP API
     say("starting identity and the HTTP API");
-    const api = await startApi({ pool, store, runner, relay, host: options.host, port: options.port, env, say: (line) => say(line) });
+    const api = await startApi({ pool, store, runner, relay, secrets, nats: { link: nats, namespace }, host: options.host, port: options.port, env, say: (line) => say(line) });
     lifecycle.defer("the HTTP server", async () => {
       say("stopping the HTTP server (waiting for requests in flight)");
       await api.close();
