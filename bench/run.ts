@@ -5,11 +5,16 @@ import { apiBenchmarks } from "./api.ts";
 import { eventStoreBenchmarks } from "./eventstore.ts";
 import { graphqlBenchmarks } from "./graphql.ts";
 import { pgbenchBaseline } from "./pgbench.ts";
+import { relayBenchmarks } from "./relay.ts";
+import { sagaBenchmarks } from "./sagas.ts";
 import { logBenchmarks } from "./tenancy-log.ts";
 import { log, type BenchResult } from "./support.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const quick = process.argv.includes("--quick");
+/** `--only relay,sagas` (or `--only=relay,sagas`): run just those groups; see GROUPS. */
+const onlyArg = process.argv.find((a) => a.startsWith("--only="))?.slice("--only=".length) ?? process.argv[process.argv.indexOf("--only") + 1];
+const only = process.argv.some((a) => a === "--only" || a.startsWith("--only=")) ? (onlyArg ?? "").split(",").filter(Boolean) : null;
 
 function meets(result: BenchResult): string {
   if (result.target === null) return "reference";
@@ -22,22 +27,38 @@ function table(results: readonly BenchResult[]): string {
   return ["| benchmark | result | target | |", "|---|---|---|---|", ...rows].join("\n");
 }
 
-const results: BenchResult[] = [
-  ...(await pgbenchBaseline(quick ? 3 : 10)),
-  ...(await eventStoreBenchmarks()),
-  ...(await logBenchmarks({ minEvents: quick ? 20_000 : 200_000 })),
-  ...(await apiBenchmarks(quick ? { seconds: 3, writes: 100 } : {})),
-  ...(await graphqlBenchmarks(quick ? { seconds: 3, writes: 100 } : {})),
+/** The benchmark groups in run order; `--only` names a subset. */
+const GROUPS: ReadonlyArray<readonly [name: string, run: () => Promise<BenchResult[]>]> = [
+  ["pgbench", () => pgbenchBaseline(quick ? 3 : 10)],
+  ["eventstore", () => eventStoreBenchmarks()],
+  ["log", () => logBenchmarks({ minEvents: quick ? 20_000 : 200_000 })],
+  ["api", () => apiBenchmarks(quick ? { seconds: 3, writes: 100 } : {})],
+  ["graphql", () => graphqlBenchmarks(quick ? { seconds: 3, writes: 100 } : {})],
+  ["relay", () => relayBenchmarks({ events: quick ? 20_000 : 100_000 })],
+  ["sagas", () => sagaBenchmarks({ sagas: quick ? 200 : 1_000 })],
 ];
+const unknown = only?.filter((name) => !GROUPS.some(([group]) => group === name)) ?? [];
+if (only && (only.length === 0 || unknown.length > 0)) {
+  console.error(`--only takes a comma-separated list of: ${GROUPS.map(([group]) => group).join(", ")}${unknown.length ? ` (unknown: ${unknown.join(", ")})` : ""}`);
+  process.exit(2);
+}
 
+const results: BenchResult[] = [];
+for (const [group, run] of GROUPS) if (!only || only.includes(group)) results.push(...(await run()));
+
+// A subset run leaves latest.json and the full table alone: it writes results/only-<groups>.json and a block of its own.
+const tag = only ? `only=${only.join(",")}` : null;
 await mkdir(join(here, "results"), { recursive: true });
-await writeFile(join(here, "results", "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
+await writeFile(join(here, "results", tag ? `only-${only!.join("-")}.json` : "latest.json"), `${JSON.stringify(results, null, 2)}\n`);
 
 const readmePath = join(here, "README.md");
 const readme = await readFile(readmePath, "utf8").catch(() => "# Benchmarks\n");
-const marker = /<!-- results:start -->[\s\S]*<!-- results:end -->/;
-const block = `<!-- results:start -->\nLast run: ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC, ${quick ? "quick mode" : "full"}.\n\n${table(results)}\n<!-- results:end -->`;
-await writeFile(readmePath, marker.test(readme) ? readme.replace(marker, block) : `${readme.trimEnd()}\n\n${block}\n`);
+const start = tag ? `<!-- results:${tag}:start -->` : "<!-- results:start -->";
+const end = tag ? `<!-- results:${tag}:end -->` : "<!-- results:end -->";
+const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+const marker = new RegExp(`${escape(start)}[\\s\\S]*${escape(end)}`);
+const block = `${start}\nLast run: ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC, ${quick ? "quick mode" : "full"}${tag ? `, ${tag}` : ""}.\n\n${table(results)}\n${end}`;
+await writeFile(readmePath, marker.test(readme) ? readme.replace(marker, () => block) : `${readme.trimEnd()}\n\n${block}\n`);
 
 console.log(table(results));
-log("wrote bench/results/latest.json and the table in bench/README.md");
+log(`wrote bench/results/${tag ? `only-${only!.join("-")}` : "latest"}.json and the table in bench/README.md`);
