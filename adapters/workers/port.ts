@@ -46,6 +46,12 @@ export const WorkResultMessageSchema = z.discriminatedUnion("kind", [
     transient: z.boolean(),
     code: z.string().min(1),
     message: z.string().min(1),
+    /**
+     * The dependency the failure is about, e.g. "bmc <hostId>" for an
+     * unreachable BMC: the saga blocks the task on it (hard) while it
+     * retries, and unblocks it when a later attempt gets past it.
+     */
+    dependency: z.string().min(1).max(200).optional(),
   }),
   z.object({ kind: z.literal("progress"), ...ResultBase, percent: z.number().int().min(0).max(100), message: z.string() }),
 ]);

@@ -28,11 +28,14 @@ import { publishDeadLetter } from "./saga-bus.ts";
 export class WorkError extends Error {
   readonly transient: boolean;
   readonly code: string;
-  constructor(message: string, options: { transient: boolean; code?: string }) {
+  /** What the failure is about when it is a dependency that is down ("bmc <hostId>"): the task shows as blocked on it. */
+  readonly dependency: string | undefined;
+  constructor(message: string, options: { transient: boolean; code?: string; dependency?: string }) {
     super(message);
     this.name = "WorkError";
     this.transient = options.transient;
     this.code = options.code ?? (options.transient ? "transient_failure" : "permanent_failure");
+    this.dependency = options.dependency;
   }
 }
 
@@ -190,7 +193,14 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
       }
       if (error instanceof WorkError) {
         await publishResult(
-          { kind: "failed", ...base(request), transient: error.transient, code: error.code, message: error.message || error.code },
+          {
+            kind: "failed",
+            ...base(request),
+            transient: error.transient,
+            code: error.code,
+            message: error.message || error.code,
+            ...(error.dependency ? { dependency: error.dependency.slice(0, 200) } : {}),
+          },
           `${request.requestId}:result`,
         );
         delivery.ack();

@@ -1,7 +1,8 @@
+import type { WorkResultMessage } from "../../adapters/workers/port.ts";
 import type { TaskCommandInput } from "../../domain/task/commands.ts";
 import type { TaskEvent } from "../../domain/task/events.ts";
 import { isTerminal, type ExistingTask } from "../../domain/task/state.ts";
-import { isWorkStep, type TaskSaga } from "./types.ts";
+import { isWaitStep, isWorkStep, type TaskSaga } from "./types.ts";
 
 /**
  * The generic step engine, pure: given a task event and the task's state
@@ -25,11 +26,15 @@ export type SagaAction =
       readonly payload: Record<string, unknown>;
     }
   | { readonly type: "run-step"; readonly step: string }
+  /** Run a wait step's check: output completes it, null reports its `waitingFor` as progress. */
+  | { readonly type: "check-wait"; readonly step: string }
   | { readonly type: "schedule"; readonly timer: TimerSpec }
   /** Forget the task's timers and outstanding work (it has ended). */
   | { readonly type: "forget-task" }
   | { readonly type: "forget-work"; readonly requestId: string }
   | { readonly type: "cancel-work"; readonly service: string; readonly requestId: string; readonly reason: string }
+  /** Run the saga's onFailed hook (the task failed). */
+  | { readonly type: "on-failed" }
   /** Run the steps' compensations, in this order. */
   | { readonly type: "compensate"; readonly steps: readonly string[] };
 
@@ -67,8 +72,10 @@ export function reactToTaskEvent(saga: TaskSaga<any>, event: TaskEvent, task: Ex
     }
     case "TaskCancellationRequested":
       return cancel(saga, task, now);
-    case "TaskSucceeded":
     case "TaskFailed":
+      if (saga.onFailed && task.status === "failed") return [...stopRunningWork(task, `task ${task.status}`), { type: "on-failed" }, { type: "forget-task" }];
+      return [...stopRunningWork(task, `task ${task.status}`), { type: "forget-task" }];
+    case "TaskSucceeded":
     case "TaskCancelled":
       return [...stopRunningWork(task, `task ${task.status}`), { type: "forget-task" }];
     case "TaskStarted":
@@ -90,6 +97,7 @@ export function advance(saga: TaskSaga<any>, task: ExistingTask, now: Date): Sag
   if (step.status === "pending") return [{ type: "command", command: { type: "StartStep", taskId: task.taskId, step: step.name, at } }];
   const definition = saga.steps[step.name];
   if (!definition) throw new Error(`saga ${saga.kind} has no step ${step.name} (task ${task.taskId} plans it)`);
+  if (isWaitStep(definition)) return [{ type: "check-wait", step: step.name }];
   if (!isWorkStep(definition)) return [{ type: "run-step", step: step.name }];
   if (step.request?.outstanding) return []; // the worker will answer it
   if (step.request && step.retryAt && Date.parse(step.retryAt) > now.getTime()) {
@@ -124,6 +132,71 @@ export function reactToRetryTimer(saga: TaskSaga<any>, task: ExistingTask, stepN
   const step = task.steps.find((s) => s.name === stepName);
   if (!step || step.status !== "running" || step.request?.outstanding) return [];
   return [requestWork(saga, task, stepName, now.toISOString())];
+}
+
+/**
+ * A fact a wait step completes on names this task: check again if the task is
+ * in that step right now. Otherwise nothing: a fact that came before the step
+ * started is found by the check the step's start runs.
+ */
+export function reactToWaitEvent(saga: TaskSaga<any>, task: ExistingTask, stepName: string): SagaAction[] {
+  if (isTerminal(task) || task.cancellation) return [];
+  const step = task.steps.find((s) => s.status !== "completed");
+  if (!step || step.name !== stepName || step.status !== "running") return [];
+  const definition = saga.steps[stepName];
+  if (!definition || !isWaitStep(definition)) return [];
+  return [{ type: "check-wait", step: stepName }];
+}
+
+/**
+ * What a worker's result means for the task: progress, completion, or an
+ * attempt failure (retried at `retryAt` while the budget lasts). A failure
+ * that names a dependency (the result's own `dependency`, else the step's
+ * `dependencyOf`) also blocks the task on it (hard, reason = the error);
+ * the next answer to the step that names none unblocks it. A stale answer
+ * (not the step's current request) decides nothing beyond what the Task
+ * decider already ignores.
+ */
+export function decideResult(
+  saga: TaskSaga<any>,
+  task: ExistingTask,
+  result: WorkResultMessage,
+  times: { readonly at: string; readonly retryAt: string },
+): TaskCommandInput[] {
+  const { at } = times;
+  const taskId = task.taskId;
+  if (result.kind === "progress") {
+    return [{ type: "ReportProgress", taskId, step: result.step, percent: result.percent, message: result.message.slice(0, 500), at }];
+  }
+  const step = task.steps.find((s) => s.name === result.step);
+  const current = !isTerminal(task) && step?.status === "running" && step.request?.outstanding === true && step.request.requestId === result.requestId;
+  const blockedHere = current && task.blocked !== null && task.blocked.step === result.step;
+  const unblock: TaskCommandInput[] = blockedHere ? [{ type: "UnblockTask", taskId, dependency: task.blocked!.dependency, at }] : [];
+  if (result.kind === "succeeded") {
+    return [...unblock, { type: "CompleteStep", taskId, step: result.step, requestId: result.requestId, output: result.output, at }];
+  }
+  const failure: TaskCommandInput = {
+    type: "RecordAttemptFailure",
+    taskId,
+    step: result.step,
+    requestId: result.requestId,
+    code: result.code.slice(0, 100),
+    message: result.message.slice(0, 4000),
+    transient: result.transient,
+    retryAt: times.retryAt,
+    at,
+  };
+  if (!current) return [failure];
+  const definition = saga.steps[result.step];
+  const dependency =
+    result.dependency ?? (definition && isWorkStep(definition) ? (definition.dependencyOf?.({ code: result.code, message: result.message }, task) ?? null) : null);
+  if (!dependency || !result.transient) return [failure, ...unblock];
+  if (task.blocked?.dependency === dependency) return [failure];
+  return [
+    failure,
+    ...unblock,
+    { type: "BlockTask", taskId, dependency: dependency.slice(0, 200), kind: "hard", reason: result.message.slice(0, 1000), at },
+  ];
 }
 
 function deadlineTimer(task: ExistingTask): SagaAction {

@@ -21,7 +21,7 @@ import { taskEventSchemas, type TaskEvent } from "../../domain/task/events.ts";
 import { isTerminal, type ExistingTask } from "../../domain/task/state.ts";
 import { taskStreamId } from "../../domain/task/stream.ts";
 import { DEFAULT_BACKOFF, retryAt, backoffDelayMs, type BackoffPolicy } from "./backoff.ts";
-import { reactToRetryTimer, reactToTaskEvent, type SagaAction } from "./engine.ts";
+import { decideResult, reactToRetryTimer, reactToTaskEvent, reactToWaitEvent, type SagaAction } from "./engine.ts";
 import { DEFAULT_HEALTH, workerDependency, workerHealth, type HealthPolicy } from "./health.ts";
 import {
   fireDueTimers,
@@ -33,7 +33,14 @@ import {
   trackWork,
   type DueTimer,
 } from "./state-store.ts";
-import { isWorkStep, type SagaTrigger, type TaskSaga, type TriggerEvent } from "./types.ts";
+import { isInlineStep, isWaitStep, type SagaTrigger, type TaskSaga, type TriggerEvent, type WaitCompletion } from "./types.ts";
+
+/** A wait step that one completion event type may complete. */
+interface WaitRegistration<Deps> {
+  readonly saga: TaskSaga<Deps>;
+  readonly step: string;
+  readonly completion: WaitCompletion<Deps>;
+}
 
 export const SAGA_ACTOR: Actor = { kind: "service", id: "sagas" };
 
@@ -117,6 +124,13 @@ export class SagaRuntime<Deps = unknown> {
     this.consumptions = [
       this.options.bus.consumeTaskEvents({ ...consume, durable: `${prefix}_EVENTS` }, (d) => this.onTaskEvent(d)),
       this.options.bus.consumeResults({ ...consume, durable: `${prefix}_RESULTS` }, (d) => this.onResult(d)),
+      ...[...this.waitRegistrations()].map(([key, registrations]) => {
+        const { eventType, streamPrefix } = registrations[0]!.completion;
+        return this.options.bus.consumeEvents(
+          { ...consume, durable: `${prefix}_WAIT_${key.replace(/[^A-Za-z0-9]/g, "_").toUpperCase()}`, eventType, streamPrefix },
+          (d) => this.onWaitEvent(registrations, d),
+        );
+      }),
       ...this.options.sagas.flatMap((saga) =>
         (saga.triggers ?? []).map((trigger) =>
           this.options.bus.consumeEvents(
@@ -157,6 +171,46 @@ export class SagaRuntime<Deps = unknown> {
         this.counters.eventsHandled += 1;
       }),
     );
+  }
+
+  /** Wait steps by the event (type + stream prefix) that completes them: one durable consumer each. */
+  private waitRegistrations(): Map<string, WaitRegistration<Deps>[]> {
+    const byEvent = new Map<string, WaitRegistration<Deps>[]>();
+    for (const saga of this.options.sagas) {
+      for (const [step, definition] of Object.entries(saga.steps)) {
+        if (!isWaitStep(definition)) continue;
+        for (const completion of definition.completesOn) {
+          const key = `${completion.eventType}_${completion.streamPrefix}`;
+          byEvent.set(key, [...(byEvent.get(key) ?? []), { saga, step, completion }]);
+        }
+      }
+    }
+    return byEvent;
+  }
+
+  /** A fact a wait step completes on: check again for the task it names (when that task waits in that step now). */
+  private onWaitEvent(registrations: readonly WaitRegistration<Deps>[], delivery: Delivery): Promise<void> {
+    let event: TriggerEvent;
+    try {
+      event = parseTriggerEvent(delivery);
+    } catch (error) {
+      return this.failed(delivery, null, error);
+    }
+    const matching = registrations.filter((r) => r.completion.eventType === event.type);
+    if (matching.length === 0) return this.settle(delivery, null, async () => {}); // another type on a shared subject
+    return this.settle(delivery, null, async () => {
+      for (const registration of matching) {
+        const taskId = await registration.completion.taskIdOf(event, this.options.deps as Deps);
+        if (!taskId) continue;
+        await this.serially(taskId, async () => {
+          const task = await this.loadTask(taskId);
+          if (!task || task.kind !== registration.saga.kind) return;
+          const actions = reactToWaitEvent(registration.saga, task, registration.step);
+          await this.perform(registration.saga, task, actions, { correlationId: event.correlationId, causationId: event.id });
+        });
+      }
+      this.counters.eventsHandled += 1;
+    });
   }
 
   /** A fact that starts a task: create it (idempotent by the id the trigger derives from the event). */
@@ -263,36 +317,13 @@ export class SagaRuntime<Deps = unknown> {
     const task = await this.loadTask(result.taskId);
     if (!task) throw new Error(`result ${result.requestId} names task ${result.taskId}, which does not exist`);
     const meta = { correlationId, causationId: null };
-    const at = this.iso();
-    switch (result.kind) {
-      case "progress":
-        await this.send(task.taskId, { type: "ReportProgress", taskId: task.taskId, step: result.step, percent: result.percent, message: result.message.slice(0, 500), at }, meta);
-        return;
-      case "succeeded":
-        await this.send(task.taskId, { type: "CompleteStep", taskId: task.taskId, step: result.step, requestId: result.requestId, output: result.output, at }, meta);
-        break;
-      case "failed": {
-        const step = task.steps.find((s) => s.name === result.step);
-        const attempt = Math.max(1, step?.attemptsInBudget ?? 1);
-        const when = retryAt(this.now(), attempt, this.options.retryBackoff ?? DEFAULT_BACKOFF, this.random);
-        await this.send(
-          task.taskId,
-          {
-            type: "RecordAttemptFailure",
-            taskId: task.taskId,
-            step: result.step,
-            requestId: result.requestId,
-            code: result.code.slice(0, 100),
-            message: result.message.slice(0, 4000),
-            transient: result.transient,
-            retryAt: when.toISOString(),
-            at,
-          },
-          meta,
-        );
-        break;
-      }
-    }
+    const saga = this.sagas.get(task.kind);
+    const step = task.steps.find((s) => s.name === result.step);
+    const attempt = Math.max(1, step?.attemptsInBudget ?? 1);
+    const when = retryAt(this.now(), attempt, this.options.retryBackoff ?? DEFAULT_BACKOFF, this.random);
+    const commands = decideResult(saga ?? { kind: task.kind, steps: {} }, task, result, { at: this.iso(), retryAt: when.toISOString() });
+    for (const command of commands) await this.send(task.taskId, command, meta);
+    if (result.kind === "progress") return;
     await forgetWork(this.options.pool, result.requestId);
   }
 
@@ -334,9 +365,25 @@ export class SagaRuntime<Deps = unknown> {
           });
           this.counters.workPublished += 1;
           break;
+        case "check-wait": {
+          const definition = saga.steps[action.step];
+          if (!definition || !isWaitStep(definition)) throw new Error(`saga ${saga.kind}: step ${action.step} is not a wait step`);
+          let output: Record<string, unknown> | null;
+          try {
+            output = await definition.check(task, this.options.deps as Deps);
+          } catch (error) {
+            // The fact came and says no (the installer reported failure): the task fails with its words.
+            if (!isDomainError(error)) throw error;
+            await this.send(task.taskId, { type: "FailTask", taskId: task.taskId, code: error.code.slice(0, 100), reason: `step ${action.step}: ${error.message}`.slice(0, 4000), at: this.iso() }, meta);
+            break;
+          }
+          if (output) await this.send(task.taskId, { type: "CompleteStep", taskId: task.taskId, step: action.step, output, at: this.iso() }, meta);
+          else await this.send(task.taskId, { type: "ReportProgress", taskId: task.taskId, step: action.step, percent: 0, message: definition.waitingFor.slice(0, 500), at: this.iso() }, meta);
+          break;
+        }
         case "run-step": {
           const definition = saga.steps[action.step];
-          if (!definition || isWorkStep(definition)) throw new Error(`saga ${saga.kind}: step ${action.step} is not an inline step`);
+          if (!definition || !isInlineStep(definition)) throw new Error(`saga ${saga.kind}: step ${action.step} is not an inline step`);
           let output: Record<string, unknown>;
           try {
             output = (await definition.run(task, this.options.deps as Deps)) ?? {};
@@ -361,6 +408,9 @@ export class SagaRuntime<Deps = unknown> {
           break;
         case "cancel-work":
           await this.options.bus.publishCancel(action.service, { requestId: action.requestId, reason: action.reason });
+          break;
+        case "on-failed":
+          await saga.onFailed?.(task, this.options.deps as Deps);
           break;
         case "compensate":
           for (const name of action.steps) await saga.steps[name]?.compensate?.(task, this.options.deps as Deps);

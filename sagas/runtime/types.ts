@@ -9,10 +9,23 @@ export interface WorkSpec {
   readonly payload?: Record<string, unknown>;
 }
 
+/** A worker's failure as a work step sees it. */
+export interface WorkFailure {
+  readonly code: string;
+  readonly message: string;
+}
+
 /** A step done by a worker near the hardware, over DV_WORK. `work` is pure: it reads the task (its input, earlier outputs are not kept). */
 export interface WorkStep<Deps> {
   readonly title: string;
   work(task: ExistingTask): WorkSpec;
+  /**
+   * The dependency a failure names, e.g. `bmc_unreachable` -> "bmc <hostId>"
+   * (used when the worker's result does not name one itself): the task is
+   * blocked on it (hard, reason = the error) while retries go on, and
+   * unblocked by the step's next answer that does not name it.
+   */
+  dependencyOf?(failure: WorkFailure, task: ExistingTask): string | null;
   /** Undo after a cancellation (in-process, idempotent). */
   compensate?(task: ExistingTask, deps: Deps): Promise<void>;
 }
@@ -24,7 +37,35 @@ export interface InlineStep<Deps> {
   compensate?(task: ExistingTask, deps: Deps): Promise<void>;
 }
 
-export type SagaStep<Deps> = WorkStep<Deps> | InlineStep<Deps>;
+/** An event that may complete a wait step: which task it concerns (null: none). */
+export interface WaitCompletion<Deps = unknown> {
+  readonly eventType: string;
+  /** The prefix of the streams the event lives in (e.g. "maskin-host-"): it decides the event's subject. */
+  readonly streamPrefix: string;
+  /** The task the event may concern; may read state through deps (a host's current provisioning task). */
+  taskIdOf(event: TriggerEvent, deps: Deps): string | null | Promise<string | null>;
+}
+
+/**
+ * A step that waits for a fact from outside (a host fetched its netboot
+ * script, the installer reported). When the step starts the engine runs
+ * `check`, which reads the real state (a fact that arrived before the step
+ * started counts): output completes the step, null reports progress
+ * `waitingFor`. Each `completesOn` event (a durable consumer, like a
+ * trigger) runs `check` again for the task it names. A `DomainError` thrown
+ * by `check` fails the task with its words (the installer reported failure).
+ * The task's deadline bounds the wait; its reason then names `waitingFor`.
+ */
+export interface WaitStep<Deps> {
+  readonly title: string;
+  /** Shown as the step's progress while it waits, e.g. "waiting for netboot". */
+  readonly waitingFor: string;
+  check(task: ExistingTask, deps: Deps): Promise<Record<string, unknown> | null>;
+  readonly completesOn: readonly WaitCompletion<Deps>[];
+  compensate?(task: ExistingTask, deps: Deps): Promise<void>;
+}
+
+export type SagaStep<Deps> = WorkStep<Deps> | InlineStep<Deps> | WaitStep<Deps>;
 
 /** A fact from the log as a trigger sees it (the relayed envelope). */
 export interface TriggerEvent {
@@ -59,10 +100,24 @@ export interface TaskSaga<Deps = unknown> {
   readonly kind: string;
   readonly steps: Readonly<Record<string, SagaStep<Deps>>>;
   readonly triggers?: readonly SagaTrigger[];
+  /**
+   * Runs (in-process, idempotent; maybe more than once) when the task has
+   * failed, e.g. to record on the resource that its operation failed so
+   * that it can be released. Not run on cancellation: that is `compensate`.
+   */
+  onFailed?(task: ExistingTask, deps: Deps): Promise<void>;
 }
 
 export function isWorkStep<Deps>(step: SagaStep<Deps>): step is WorkStep<Deps> {
   return typeof (step as WorkStep<Deps>).work === "function";
+}
+
+export function isWaitStep<Deps>(step: SagaStep<Deps>): step is WaitStep<Deps> {
+  return typeof (step as WaitStep<Deps>).check === "function" && Array.isArray((step as WaitStep<Deps>).completesOn);
+}
+
+export function isInlineStep<Deps>(step: SagaStep<Deps>): step is InlineStep<Deps> {
+  return typeof (step as InlineStep<Deps>).run === "function";
 }
 
 /** The `steps` of a CreateTask for this saga. */
@@ -75,6 +130,10 @@ export function defineSaga<Deps = unknown>(saga: TaskSaga<Deps>): TaskSaga<Deps>
     if (!/^[a-z0-9][a-z0-9-]*$/.test(name)) throw new RangeError(`saga ${saga.kind}: step name ${JSON.stringify(name)} must be lowercase a-z, 0-9 and '-'`);
   }
   if (Object.keys(saga.steps).length === 0) throw new RangeError(`saga ${saga.kind} has no steps`);
+  for (const [name, step] of Object.entries(saga.steps)) {
+    const kinds = [isWorkStep(step), isWaitStep(step), isInlineStep(step)].filter(Boolean).length;
+    if (kinds !== 1) throw new RangeError(`saga ${saga.kind}: step ${name} must be exactly one of work (work), wait (check + completesOn) or inline (run)`);
+  }
   for (const trigger of saga.triggers ?? []) {
     if (!/^[a-z0-9][a-z0-9-]*$/.test(trigger.name)) throw new RangeError(`saga ${saga.kind}: trigger name ${JSON.stringify(trigger.name)} must be lowercase a-z, 0-9 and '-'`);
   }

@@ -4,7 +4,7 @@ import { loadStream } from "../../../commands/pipeline.ts";
 import { tenantStreamId } from "../../../domain/sentral/stream.ts";
 import { taskDecider, TaskCommandSchema, type TaskEvent } from "../../../domain/task/index.ts";
 import { projectBootstrapSaga, projectBootstrapTask } from "../../../sagas/sentral/project-bootstrap.ts";
-import { isWorkStep } from "../../../sagas/runtime/types.ts";
+import { isInlineStep } from "../../../sagas/runtime/types.ts";
 import { InMemoryEventStore } from "../../support/in-memory-event-store.ts";
 
 const ctx = { actor: { kind: "user" as const, id: "alice" }, correlationId: "req-1" };
@@ -26,7 +26,7 @@ async function world(limits: Record<string, number> = { vcpus: 16, vms: 4 }) {
 async function runAllSteps(store: InMemoryEventStore, task: Parameters<typeof projectBootstrapSaga.steps[string]["compensate"] & {}>[0]) {
   const outputs: Record<string, unknown> = {};
   for (const [name, step] of Object.entries(projectBootstrapSaga.steps)) {
-    if (isWorkStep(step)) throw new Error("bootstrap has no worker steps");
+    if (!isInlineStep(step)) throw new Error("bootstrap has only inline steps");
     outputs[name] = await step.run(task, { store });
   }
   return outputs;
