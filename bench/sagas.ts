@@ -40,7 +40,10 @@ function startWorkerProcess(namespace: string): Promise<ChildProcess> {
   let output = "";
   child.stderr!.on("data", (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4000)));
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`dv worker did not get ready in 30 s\n${output}`)), 30_000);
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL"); // never leave it behind
+      reject(new Error(`dv worker did not get ready in 30 s\n${output}`));
+    }, 30_000);
     child.stdout!.on("data", (chunk: Buffer) => {
       output = (output + chunk.toString()).slice(-4000);
       if (output.includes("ready:")) {
