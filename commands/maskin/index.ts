@@ -17,8 +17,9 @@ import {
   type PoolEvent,
   type PoolState,
 } from "../../domain/maskin/index.ts";
-import type { CommandContext, CommandHandler, CommandResult, ExecuteOptions } from "../handler.ts";
-import { executeCommand, type CommandStore } from "../pipeline.ts";
+import { fold } from "../../domain/shared/decider.ts";
+import type { CommandContext, CommandHandler, CommandResult, ExecuteOptions, StreamVersion } from "../handler.ts";
+import { executeCommand, loadStream, type CommandStore } from "../pipeline.ts";
 
 /**
  * Maskin commands. The hardware is the platform's: pool and host events are
@@ -69,4 +70,16 @@ export function executeHostCommand(
   options?: ExecuteOptions,
 ): Promise<CommandResult<HostEvent>> {
   return executeCommand(store, hostHandler, input, { ...context, datacenter: context.datacenter ?? datacenterOf(input) }, options);
+}
+
+/** A host's current state, folded from its stream (`available` for a host without one), with the stream version. */
+export async function loadHost(store: Pick<CommandStore, "readStream">, hostId: string): Promise<{ state: HostState; version: StreamVersion }> {
+  const loaded = await loadStream<HostEvent>(store, hostStreamId(hostId), hostEventSchemas);
+  return { state: fold(hostDecider, loaded.events), version: loaded.version };
+}
+
+/** A datacenter's pool (who holds which host), folded from its stream. */
+export async function loadPool(store: Pick<CommandStore, "readStream">, datacenter: string): Promise<{ state: PoolState; version: StreamVersion }> {
+  const loaded = await loadStream<PoolEvent>(store, poolStreamId(datacenter), poolEventSchemas);
+  return { state: fold(poolDecider, loaded.events), version: loaded.version };
 }
