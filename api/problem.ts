@@ -10,9 +10,9 @@ import { z } from "zod";
  * | status | codes |
  * |---|---|
  * | 400 | validation_failed, malformed_body, command_invalid, invalid_if_match, invalid_cursor, invalid_idempotency_key, invalid_position, bad_request (other 4xx from the framework keep their status) |
- * | 401 | unauthenticated, invalid_token, invalid_credentials |
+ * | 401 | unauthenticated, invalid_token, invalid_credentials, install_token_invalid (boot service: no current, unused install token) |
  * | 403 | forbidden, scope_mismatch |
- * | 404 | tenant_not_found, project_not_found, environment_not_found, service_account_not_found, task_not_found, dead_letter_not_found, route_not_found |
+ * | 404 | boot_asset_not_found, tenant_not_found, project_not_found, environment_not_found, service_account_not_found, task_not_found, dead_letter_not_found, route_not_found |
  * | 409 | tenant_exists, project_exists, environment_exists, project_name_taken, environment_name_taken, tenant_suspended, project_archived, project_has_active_environments, subject_kind_mismatch, task_finished, task_not_failed, concurrency_conflict, idempotency_key_in_use |
  * | 412 | precondition_failed (If-Match named a version the tenant stream is no longer at) |
  * | 413 | body_too_large |
@@ -20,7 +20,7 @@ import { z } from "zod";
  * | 422 | invalid_name, invalid_quota, invalid_role, invalid_subject, quota_exceeds_tenant_limit, quota_below_project_limit, idempotency_key_reused, and any domain code not listed here |
  * | 429 | rate_limited (with Retry-After) |
  * | 500 | internal_error (no stack; logged with the correlation id) |
- * | 503 | identity_provider_unavailable (the OIDC provider cannot be reached; with Retry-After), dlq_unavailable (no NATS behind /v1/dlq now; with Retry-After) |
+ * | 503 | identity_provider_unavailable (the OIDC provider cannot be reached; with Retry-After), dlq_unavailable (no NATS behind /v1/dlq now; with Retry-After), boot_config_unavailable (the boot service has no Talos secrets for the node's cluster, or its inputs are refused) |
  * | 504 | projection_lagging (a read's minPosition was not reached in time) |
  *
  * 409 means "conflicts with the resource's current state: change the state
@@ -47,6 +47,7 @@ export const PROBLEM_KINDS = {
   unauthenticated: { status: 401, title: "Authentication required" },
   invalid_token: { status: 401, title: "The bearer token is not valid" },
   invalid_credentials: { status: 401, title: "The credentials are not valid" },
+  install_token_invalid: { status: 401, title: "The install token is not valid" },
   forbidden: { status: 403, title: "Not allowed" },
   scope_mismatch: { status: 403, title: "Outside the caller's scope" },
   tenant_not_found: { status: 404, title: "Tenant not found" },
@@ -58,6 +59,7 @@ export const PROBLEM_KINDS = {
   datacenter_not_found: { status: 404, title: "Datacenter not found" },
   host_not_found: { status: 404, title: "Host not found" },
   route_not_found: { status: 404, title: "No such route" },
+  boot_asset_not_found: { status: 404, title: "No such boot asset" },
   tenant_exists: { status: 409, title: "The tenant exists already" },
   project_exists: { status: 409, title: "The project exists already" },
   environment_exists: { status: 409, title: "The environment exists already" },
@@ -88,6 +90,7 @@ export const PROBLEM_KINDS = {
   internal_error: { status: 500, title: "Internal error" },
   identity_provider_unavailable: { status: 503, title: "The identity provider cannot be reached" },
   dlq_unavailable: { status: 503, title: "The dead-letter queue cannot be reached" },
+  boot_config_unavailable: { status: 503, title: "The node's machine config cannot be made now" },
   projection_lagging: { status: 504, title: "The read model did not reach the requested position in time" },
 } as const satisfies Record<string, ProblemKind>;
 

@@ -5,6 +5,7 @@ import { inventoryProjection, tasksProjection, tenancyProjection, type Projectio
 import type { SecretWriter } from "../adapters/secrets/port.ts";
 import type { DeadLetters } from "../adapters/dlq/port.ts";
 import { CORRELATION_LOG_LABEL, correlationIdOf, echoCorrelationId } from "./http/correlation.ts";
+import { bootRoutes, type BootOptions } from "./boot/index.ts";
 import { registerProblemHandlers } from "./http/errors.ts";
 import type { IdempotencyOptions } from "./http/idempotency.ts";
 import { DEFAULT_RATE_LIMIT, registerRateLimit, type RateLimitOptions } from "./http/rate-limit.ts";
@@ -45,6 +46,8 @@ export interface ServerOptions {
   readonly secrets?: SecretWriter;
   /** The dead-letter queue (DV_DLQ) behind /v1/dlq; without it those routes answer 503 dlq_unavailable. */
   readonly deadLetters?: DeadLetters;
+  /** The boot service (/boot/: iPXE scripts, boot assets, Talos configs, installer callbacks; see api/boot/index.ts); absent: no /boot/ routes. */
+  readonly boot?: BootOptions;
 }
 
 /**
@@ -54,8 +57,8 @@ export interface ServerOptions {
  * 3. metrics hooks, OpenAPI collector (must see every route registered after it)
  * 4. rate limit (route-level onRequest, so it runs after the auth hook and can key by actor)
  * 5. authentication plugin + identity routes (opts.auth), then GraphQL (opts.graphql)
- * 6. every route of this package: probes, /metrics, /v1/openapi.json, /v1 REST
- *    (all after the auth plugin, so an onRoute hook it adds sees them all)
+ * 6. every route of this package: probes, /metrics, /v1/openapi.json, /v1 REST,
+ *    /boot/ (all after the auth plugin, so an onRoute hook it adds sees them all)
  * The server does not start or stop the runner, the store or the pool: the caller owns them.
  */
 export async function buildServer(options: ServerOptions): Promise<FastifyInstance> {
@@ -103,6 +106,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     ...(options.idempotency ? { idempotency: options.idempotency } : {}),
     ...(options.deadLetters ? { deadLetters: options.deadLetters } : {}),
   });
+  if (options.boot) await app.register(bootRoutes, { pool: options.pool, store: options.store, ...options.boot });
 
   await app.ready();
   return app;
