@@ -3,6 +3,7 @@ import type pg from "pg";
 import { createKysely } from "../../adapters/postgres/connection.ts";
 import type { PostgresEventStore } from "../../adapters/eventstore/postgres/store.ts";
 import { BootstrapSecretError, ensureBootstrap } from "../../adapters/identity/bootstrap.ts";
+import { BootConfigError, bootConfigFromEnv } from "../../adapters/boot/config.ts";
 import { BuiltInIssuer } from "../../adapters/identity/issuer.ts";
 import { OidcConfigError, OidcVerifier } from "../../adapters/identity/oidc.ts";
 import type { NatsLink } from "../../adapters/nats/connection.ts";
@@ -80,6 +81,16 @@ export async function startApi(deps: ApiDeps): Promise<StartedApi> {
   // apply it before anyone can log in, so the first token works at once.
   if (bootstrap.position) await deps.runner.waitForPosition(grantsProjection.name, bootstrap.position, GRANT_WAIT_MS);
 
+  // The boot service (/boot/) when an image is configured (DV_BOOT_ASSETS_DIR or DV_TALOS_*_URL; see adapters/boot/config.ts).
+  let boot;
+  try {
+    boot = await bootConfigFromEnv(env);
+  } catch (error) {
+    if (error instanceof BootConfigError) throw new CliError(ExitCode.usage, error.message);
+    throw error;
+  }
+  if (boot) deps.say(`  boot service: iPXE chain URL <this server>/boot/ipxe?mac=\${net0/mac} serves ${boot.catalog.defaultImage()?.name ?? "no image"}${boot.baseUrl ? ` (machines reach it at ${boot.baseUrl})` : ""}`);
+
   const principals = new CachedPrincipals({ db });
   const logLevel = env.DV_LOG_LEVEL?.trim() || "warn";
   const app = await buildServer({
@@ -88,6 +99,7 @@ export async function startApi(deps: ApiDeps): Promise<StartedApi> {
     runner: deps.runner,
     ...(deps.relay ? { relay: deps.relay } : {}),
     ...(deps.secrets ? { secrets: deps.secrets } : {}),
+    ...(boot ? { boot } : {}),
     ...(deps.nats ? { deadLetters: new NatsDeadLetters({ nats: deps.nats.link, namespace: deps.nats.namespace }) } : {}),
     // JSON lines on stderr; warnings and errors only unless DV_LOG_LEVEL says otherwise (500s carry the correlation id the CLI shows).
     logger: logLevel === "silent" ? false : { level: logLevel, stream: process.stderr },
