@@ -154,6 +154,17 @@ describe("boot service", () => {
     }
   });
 
+  it("over a real socket too: iPXE's GET of the kernel streams the file with its length (HEAD answers the length alone)", async () => {
+    const address = await api.app.listen({ host: "127.0.0.1", port: 0 });
+    const kernel = await fetch(`${address}/boot/assets/talos-v1.9.5/vmlinuz`);
+    expect(kernel.status).toBe(200);
+    expect(kernel.headers.get("content-length")).toBe(String(KERNEL.length));
+    expect(Buffer.from(await kernel.arrayBuffer()).equals(KERNEL)).toBe(true);
+    const head = await fetch(`${address}/boot/assets/talos-v1.9.5/initramfs.xz`, { method: "HEAD" });
+    expect(head.status).toBe(200);
+    expect(head.headers.get("content-length")).toBe(String(INITRAMFS.length));
+  });
+
   it("the Talos config needs the current token: none, a wrong one or another host's is 401; the right one gets the node's YAML", async () => {
     const hostId = hostIds["node-01"]!;
     const token = issuedTokens.at(-1)!;
