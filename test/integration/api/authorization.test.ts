@@ -260,6 +260,34 @@ const ROWS: readonly Row[] = [
     expect: { ...all(404), anonymous: 401 },
   },
 
+  // ---- host actions: tasks on platform hardware (api/rest/hosts-actions.ts) ----
+  {
+    method: "POST",
+    route: "/v1/hosts/:hostId/provision",
+    request: async (w, h) => ({ url: `/v1/hosts/${await matrixHost(h)}/provision`, payload: { tenantId: w.a, projectId: w.p1 } }),
+    // A tenant-admin of the body's tenant may take a free host; nobody else below platform-admin learns it exists.
+    expect: { anonymous: 401, other: 404, owner: 202, member: 404, auditor: 404, platform: 202 },
+  },
+  {
+    method: "POST",
+    route: "/v1/hosts/:hostId/release",
+    request: async (_w, h) => ({ url: `/v1/hosts/${await matrixHost(h)}/release`, payload: {} }),
+    // Held by nobody: only a platform-admin (a tenant-admin may release what their tenant holds).
+    expect: { anonymous: 401, other: 404, owner: 404, member: 404, auditor: 404, platform: 202 },
+  },
+  {
+    method: "POST",
+    route: "/v1/hosts/:hostId/power",
+    request: async (_w, h) => ({ url: `/v1/hosts/${await matrixHost(h)}/power`, payload: { operation: "cycle" } }),
+    expect: { anonymous: 401, other: 404, owner: 404, member: 404, auditor: 404, platform: 202 },
+  },
+  {
+    method: "POST",
+    route: "/v1/hosts/:hostId/bmc-check",
+    request: async (_w, h) => ({ url: `/v1/hosts/${await matrixHost(h)}/bmc-check`, payload: {} }),
+    expect: { anonymous: 401, other: 404, owner: 404, member: 404, auditor: 404, platform: 202 },
+  },
+
   // ---- dead-letter queue: the platform's; platform-admins and platform auditors read, platform-admins replay ----
   {
     method: "GET",
@@ -280,6 +308,24 @@ const ROWS: readonly Row[] = [
     expect: { anonymous: 401, other: 404, owner: 404, member: 404, auditor: 404, platform: 200 },
   },
 ];
+
+/** One host in the inventory (imported once per harness) for the host action rows. */
+const matrixHosts = new WeakMap<object, Promise<string>>();
+function matrixHost(h: ApiHarness): Promise<string> {
+  let id = matrixHosts.get(h);
+  if (!id) {
+    id = (async () => {
+      const platform = actors.platformAdmin();
+      const document = { datacenters: [{ name: "osl1", racks: [{ name: "r01", hosts: [{ name: "m-node", serial: "SN-M", macs: ["52:54:00:aa:bb:01"] }] }] }] };
+      const imported = await h.call(platform, { method: "POST", url: "/v1/inventory/import", payload: { document } });
+      if (imported.statusCode !== 200) throw new Error(`inventory import: ${imported.statusCode} ${imported.body}`);
+      const list = await h.call(platform, { method: "GET", url: "/v1/hosts?name=m-node" });
+      return (JSON.parse(list.body).items as Array<{ id: string }>)[0]!.id;
+    })();
+    matrixHosts.set(h, id);
+  }
+  return id;
+}
 
 /** A fresh failed task in A/P1 (each retry row call needs its own). */
 async function failedTask(w: World, h: ApiHarness): Promise<string> {
