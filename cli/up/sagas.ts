@@ -5,6 +5,8 @@ import type { EventStore } from "../../adapters/eventstore/port.ts";
 import { DEFAULT_NAMESPACE, natsNamespace, type NatsNamespace } from "../../adapters/nats/namespace.ts";
 import { ensureStreams } from "../../adapters/nats/topology.ts";
 import { workerService, workerServices } from "../../adapters/workers/registry.ts";
+// Registers the maskin worker service (BMC actions and the power observer) for `dv worker` and `dv up`.
+import "../../adapters/workers/maskin/service.ts";
 import type { WorkerCommandOptions } from "../commands/worker.ts";
 import { ExitCode } from "../core/errors.ts";
 import type { Io } from "../core/output.ts";

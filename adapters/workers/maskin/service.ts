@@ -1,0 +1,79 @@
+import { PostgresEventStore } from "../../eventstore/postgres/store.ts";
+import { createPool } from "../../postgres/connection.ts";
+import { loadSecretKey } from "../../secrets/key.ts";
+import { PostgresSecretStore } from "../../secrets/store.ts";
+import { registerWorkerService, type WorkerServiceContext } from "../registry.ts";
+import type { WorkHandler } from "../worker.ts";
+import { BmcAccess } from "./bmc.ts";
+import { createMaskinHandlers } from "./handlers.ts";
+import { DEFAULT_OBSERVE_INTERVAL_MS, PowerObserver } from "./observer.ts";
+
+/**
+ * The `maskin` worker service: `dv worker --service maskin --datacenter osl1`
+ * (and `dv up`, for its own datacenter) runs the actions `power`, `bootdev`
+ * and `wipe` (handlers.ts) and the datacenter's power observer (observer.ts).
+ *
+ * Environment:
+ * - `DATABASE_URL`: the control plane's Postgres (the inventory, the secret
+ *   store, the host streams the observer writes);
+ * - `DV_SECRET_KEY` or `DV_SECRET_KEY_FILE`: the key BMC passwords are sealed with;
+ * - `DV_MASKIN_OBSERVE_INTERVAL_MS`: power observer interval (default 30 000; 0 turns it off);
+ * - `DV_BMC_TIMEOUT_MS`: per BMC exchange (default the driver's, 10 000).
+ */
+
+export const MASKIN_SERVICE = "maskin";
+
+interface Opened {
+  readonly close: () => Promise<void>;
+}
+
+const opened: Opened[] = [];
+
+export async function openMaskinService(context: WorkerServiceContext): Promise<{ handlers: Record<string, WorkHandler>; observer: PowerObserver | null; close(): Promise<void> }> {
+  const { env, datacenter } = context;
+  const url = env.DATABASE_URL?.trim();
+  if (!url) throw new Error("the maskin worker needs DATABASE_URL (the inventory, the secret store and the host streams live there)");
+  const key = loadSecretKey(env);
+  if (!key) throw new Error("the maskin worker needs DV_SECRET_KEY or DV_SECRET_KEY_FILE to reveal BMC passwords");
+  const pool = createPool(url, { max: 5 });
+  const store = new PostgresEventStore({ pool });
+  const secrets = new PostgresSecretStore(pool, key);
+  const timeout = Number(env.DV_BMC_TIMEOUT_MS ?? "");
+  const access = new BmcAccess({ store, secrets, datacenter, ...(timeout > 0 ? { timeoutMs: timeout } : {}) });
+  const intervalText = env.DV_MASKIN_OBSERVE_INTERVAL_MS?.trim();
+  const intervalMs = intervalText ? Number(intervalText) : DEFAULT_OBSERVE_INTERVAL_MS;
+  if (!Number.isFinite(intervalMs) || intervalMs < 0) throw new Error(`DV_MASKIN_OBSERVE_INTERVAL_MS must be a number of milliseconds, got ${intervalText}`);
+  const observer =
+    intervalMs > 0
+      ? new PowerObserver({
+          access,
+          store,
+          intervalMs,
+          onError: (error, what) => console.error(`maskin ${datacenter}: ${what}: ${error instanceof Error ? error.message : String(error)}`),
+        })
+      : null;
+  observer?.start();
+  return {
+    handlers: createMaskinHandlers({ access }),
+    observer,
+    async close() {
+      await observer?.stop();
+      await store.close();
+      await pool.end();
+    },
+  };
+}
+
+registerWorkerService({
+  service: MASKIN_SERVICE,
+  description: "bare metal: BMC power (status/on/off/soft/cycle/reset, converging), one-time boot device, wipe; the datacenter's power observer",
+  async handlers(context) {
+    const service = await openMaskinService(context);
+    opened.push(service);
+    return service.handlers;
+  },
+  async close() {
+    const all = opened.splice(0);
+    await Promise.all(all.map((s) => s.close()));
+  },
+});
