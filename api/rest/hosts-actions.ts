@@ -3,11 +3,13 @@ import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
 import { v7 as uuidv7 } from "uuid";
 import { z } from "zod";
 import { executeHostCommand } from "../../commands/maskin/index.ts";
-import type { CommandStore } from "../../commands/pipeline.ts";
+import { loadStream, type CommandStore } from "../../commands/pipeline.ts";
 import { executeTaskCommand, taskEnvelopeScope } from "../../commands/task/index.ts";
 import { isDomainError } from "../../domain/shared/errors.ts";
 import { PLATFORM_TENANT } from "../../domain/shared/envelope.ts";
 import type { TaskCommandInput } from "../../domain/task/commands.ts";
+import { taskEventSchemas, type TaskEvent } from "../../domain/task/events.ts";
+import { taskStreamId } from "../../domain/task/stream.ts";
 import type { HostRow } from "../../projections/sentral/inventory.ts";
 import { beginHostRelease, bmcCheckTask, hostPowerTask, hostProvisionTask, hostReleaseTask, loadHost, loadPool, POWER_OPERATIONS } from "../../sagas/maskin/index.ts";
 import { canAdministerTenant, isPlatformAdmin } from "../auth/policy.ts";
@@ -17,6 +19,7 @@ import type { ReadYourWrites } from "../http/read-your-writes.ts";
 import type { ApiMetrics } from "../observability/metrics.ts";
 import { ApiProblem } from "../problem.ts";
 import { canReadInventory, type InventoryReadModel } from "../read/inventory.ts";
+import { hostStatusView, type MaskinReadModel } from "../read/maskin.ts";
 import type { TenancyReadModel } from "../read/tenancy.ts";
 import { hostNotFound } from "./inventory.ts";
 import { idempotencyHeader } from "./headers.ts";
@@ -38,6 +41,11 @@ import { idempotencyHeader } from "./headers.ts";
  *   provisioned for; the task is scoped to that project. 409 host_not_releasable
  *   while another task provisions or releases it.
  * - power, bmc-check: platform-admins (platform tasks).
+ * - status, task outputs (GET): platform readers (platform-admins and
+ *   auditors), like the inventory. A task's step outputs (the BMC's answer
+ *   and the exchange summary of a bmc-check) are not in the tasks read
+ *   model: GET /v1/hosts/{hostId}/tasks/{taskId}/outputs reads them from the
+ *   task's stream.
  * Anyone else: 404 host_not_found (403 for platform auditors, who can see hosts).
  */
 export interface HostActionRouteDeps {
@@ -45,6 +53,8 @@ export interface HostActionRouteDeps {
   /** The tenancy read model: the project (and environment) a host is provisioned for must exist. */
   readonly tenancy: TenancyReadModel;
   readonly inventory: InventoryReadModel;
+  /** The maskin hosts read model: lifecycle, power and drift (GET /v1/hosts/{hostId}/status). */
+  readonly maskin: MaskinReadModel;
   /** Read-your-writes on the tasks projection (a task is readable when we answer). */
   readonly ryw: ReadYourWrites;
   readonly metrics: ApiMetrics;
@@ -73,6 +83,34 @@ export const TaskStartedSchema = z.object({
   taskId: z.string().describe("Follow it at /v1/tasks/{taskId}"),
   kind: z.string(),
   location: z.string(),
+});
+
+export const HostStatusSchema = z.object({
+  hostId: z.string(),
+  state: z.string().describe("available, provisioning, ready, provision_failed or releasing"),
+  stage: z.string().nullable().describe("The provisioning stage: allocated, netboot-requested, netboot-fetched, installed, install-failed"),
+  taskId: z.string().nullable().describe("The task acting on the host now"),
+  tenantId: z.string().nullable(),
+  projectId: z.string().nullable(),
+  environmentId: z.string().nullable(),
+  role: z.string().nullable(),
+  power: z.object({
+    desired: z.enum(["on", "off"]).nullable(),
+    observed: z.enum(["on", "off"]).nullable().describe("Accepted only when two consecutive BMC reads agree"),
+    observedAt: z.string().nullable(),
+    drift: z.boolean().describe("Observed and desired are both known and differ"),
+    driftSince: z.string().nullable(),
+  }),
+  nextBoot: z.enum(["pxe", "disk"]).nullable(),
+  netbootFetchedAt: z.string().nullable(),
+  installReportedAt: z.string().nullable(),
+  failureReason: z.string().nullable(),
+});
+
+const TaskOutputsSchema = z.object({
+  taskId: z.string(),
+  kind: z.string(),
+  steps: z.array(z.object({ name: z.string(), output: z.record(z.string(), z.unknown()).nullable().describe("null until the step completed") })),
 });
 
 const forbidden = (what: string) => new ApiProblem("forbidden", `your roles do not allow you to ${what}`);
@@ -120,6 +158,55 @@ export const hostActionRoutes: FastifyPluginAsyncZod<HostActionRouteDeps> = asyn
     reply.code(202);
     return { taskId: command.taskId, kind: command.kind, location };
   };
+
+  app.get(
+    "/v1/hosts/:hostId/status",
+    {
+      schema: {
+        operationId: "getHostStatus",
+        summary: "A host's lifecycle state, provisioning stage, power (desired, observed) and drift",
+        description: "From the maskin.hosts read model; platform readers only (404 for anyone else, like the host).",
+        tags: TAGS,
+        params: HostParams,
+        response: { 200: HostStatusSchema },
+      },
+      config: { access: { level: "authenticated" } },
+    },
+    async (request) => {
+      const { hostId } = request.params;
+      if (!canReadInventory(actorOf(request))) throw hostNotFound(hostId);
+      await inventoryHost(hostId);
+      return hostStatusView(hostId, await deps.maskin.getHost(hostId));
+    },
+  );
+
+  app.get(
+    "/v1/hosts/:hostId/tasks/:taskId/outputs",
+    {
+      schema: {
+        operationId: "getHostTaskOutputs",
+        summary: "What the steps of a task on this host answered (e.g. a bmc-check's power state and BMC exchanges)",
+        description: "Platform readers only; a task that is not about this host answers 404 task_not_found.",
+        tags: TAGS,
+        params: HostParams.extend({ taskId: z.string().min(1).max(100) }),
+        response: { 200: TaskOutputsSchema },
+      },
+      config: { access: { level: "authenticated" } },
+    },
+    async (request) => {
+      const { hostId, taskId } = request.params;
+      if (!canReadInventory(actorOf(request))) throw hostNotFound(hostId);
+      await inventoryHost(hostId);
+      const { events } = await loadStream<TaskEvent>(deps.store, taskStreamId(taskId), taskEventSchemas);
+      const created = events.find((e) => e.type === "TaskCreated");
+      if (created?.type !== "TaskCreated" || created.data.resource.type !== "host" || created.data.resource.id !== hostId) {
+        throw new ApiProblem("task_not_found", `task ${taskId} does not exist`, { details: { taskId } });
+      }
+      const outputs = new Map<string, Record<string, unknown>>();
+      for (const event of events) if (event.type === "TaskStepCompleted") outputs.set(event.data.step, event.data.output);
+      return { taskId, kind: created.data.kind, steps: created.data.steps.map((step) => ({ name: step.name, output: outputs.get(step.name) ?? null })) };
+    },
+  );
 
   app.post(
     "/v1/hosts/:hostId/provision",

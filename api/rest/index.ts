@@ -7,6 +7,7 @@ import { zodValidatorCompiler } from "../http/validation.ts";
 import type { RestDeps } from "./command.ts";
 import { dlqRoutes, type DlqRouteDeps } from "./dlq.ts";
 import { environmentRoutes } from "./environments.ts";
+import { MaskinReadModel } from "../read/maskin.ts";
 import { hostActionRoutes } from "./hosts-actions.ts";
 import { inventoryRoutes, type InventoryRouteDeps } from "./inventory.ts";
 import { projectRoutes } from "./projects.ts";
@@ -45,6 +46,6 @@ export async function restApi(app: FastifyInstance, options: RestOptions): Promi
   await app.register(quotaRoutes, deps);
   await app.register(taskRoutes, { store: options.store, metrics: options.metrics, ...options.tasks });
   await app.register(inventoryRoutes, { store: options.store, metrics: options.metrics, ...options.inventory });
-  await app.register(hostActionRoutes, { store: options.store, metrics: options.metrics, tenancy: options.read, inventory: options.inventory.read, ryw: options.tasks.ryw });
+  await app.register(hostActionRoutes, { store: options.store, metrics: options.metrics, tenancy: options.read, inventory: options.inventory.read, maskin: new MaskinReadModel(options.pool), ryw: options.tasks.ryw });
   await app.register(dlqRoutes, { deadLetters: options.deadLetters ?? null });
 }

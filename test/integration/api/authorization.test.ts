@@ -262,6 +262,22 @@ const ROWS: readonly Row[] = [
 
   // ---- host actions: tasks on platform hardware (api/rest/hosts-actions.ts) ----
   {
+    method: "GET",
+    route: "/v1/hosts/:hostId/tasks/:taskId/outputs",
+    request: async (_w, h) => {
+      const host = await matrixHost(h);
+      const check = await h.call(actors.platformAdmin(), { method: "POST", url: `/v1/hosts/${host}/bmc-check`, payload: {} });
+      return { url: `/v1/hosts/${host}/tasks/${JSON.parse(check.body).taskId}/outputs` };
+    },
+    expect: { anonymous: 401, other: 404, owner: 404, member: 404, auditor: 404, platform: 200 },
+  },
+  {
+    method: "GET",
+    route: "/v1/hosts/:hostId/status",
+    request: async (_w, h) => ({ url: `/v1/hosts/${await matrixHost(h)}/status` }),
+    expect: { anonymous: 401, other: 404, owner: 404, member: 404, auditor: 404, platform: 200 },
+  },
+  {
     method: "POST",
     route: "/v1/hosts/:hostId/provision",
     request: async (w, h) => ({ url: `/v1/hosts/${await matrixHost(h)}/provision`, payload: { tenantId: w.a, projectId: w.p1 } }),

@@ -143,6 +143,16 @@ describe("REST host actions", () => {
     expect((await post(admin, `/v1/hosts/missing-host/power`, { operation: "on" })).statusCode).toBe(404);
   });
 
+  it("status: lifecycle, power and drift for platform readers; 404 for others", async () => {
+    const host = hosts["node-04"]!;
+    const status = await h.call(admin, { method: "GET", url: `/v1/hosts/${host}/status` });
+    expect(status.statusCode, status.body).toBe(200);
+    expect(status.json()).toMatchObject({ hostId: host, power: { drift: expect.any(Boolean) } });
+    expect((await h.call(actors.auditor(), { method: "GET", url: `/v1/hosts/${host}/status` })).statusCode).toBe(200);
+    expect((await h.call(actors.tenantAdmin(a), { method: "GET", url: `/v1/hosts/${host}/status` })).statusCode).toBe(404);
+    expect((await h.call(admin, { method: "GET", url: `/v1/hosts/missing-host/status` })).statusCode).toBe(404);
+  });
+
   it("bmc-check: platform-admins; one power-status step", async () => {
     const host = hosts["node-04"]!;
     const check = await post(admin, `/v1/hosts/${host}/bmc-check`);
@@ -150,6 +160,12 @@ describe("REST host actions", () => {
     const shown = await task(check.json().taskId);
     expect(shown).toMatchObject({ kind: "maskin.bmc-check", steps: [{ name: "power-status" }] });
     expect((await post(actors.tenantAdmin(a), `/v1/hosts/${host}/bmc-check`)).statusCode).toBe(404);
+    // Its outputs (none yet: no worker here) for platform readers; another host's path does not find it.
+    const outputs = await h.call(admin, { method: "GET", url: `/v1/hosts/${host}/tasks/${check.json().taskId}/outputs` });
+    expect(outputs.statusCode, outputs.body).toBe(200);
+    expect(outputs.json()).toEqual({ taskId: check.json().taskId, kind: "maskin.bmc-check", steps: [{ name: "power-status", output: null }] });
+    expect((await h.call(admin, { method: "GET", url: `/v1/hosts/${hosts["node-01"]}/tasks/${check.json().taskId}/outputs` })).statusCode).toBe(404);
+    expect((await h.call(actors.tenantAdmin(a), { method: "GET", url: `/v1/hosts/${host}/tasks/${check.json().taskId}/outputs` })).statusCode).toBe(404);
   });
 
   it("release: the holder's tenant-admin or a platform-admin; 409 while another task provisions it", async () => {
