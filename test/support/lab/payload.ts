@@ -107,11 +107,12 @@ async function build(): Promise<InstallerPayload> {
     ({ kernelDeb, busyboxDeb } = await findDebs(debs));
     if (!kernelDeb || !busyboxDeb) throw new Error(`the installer payload needs the kernel and busybox-static .debs in ${debs}: ${PAYLOAD_INSTALL_HINT}`);
   }
-  const key = createHash("sha256").update(INSTALLER_INIT).update(kernelDeb).update(busyboxDeb).digest("hex").slice(0, 12);
+  const key = createHash("sha256").update("layout-2").update(INSTALLER_INIT).update(kernelDeb).update(busyboxDeb).digest("hex").slice(0, 12);
   const dir = join(LAB_CACHE_DIR, `payload-${key}`);
   const kernel = join(dir, "vmlinuz");
   const initrd = join(dir, "initrd.gz");
-  const release = join(dir, "kernel-release");
+  // Only the kernel and the initrd may be named vmlinuz*/kernel*/initrd*: the dir is usable as DV_BOOT_ASSETS_DIR as it is.
+  const release = join(dir, "RELEASE");
   if (await nonEmpty(kernel) && await nonEmpty(initrd) && await nonEmpty(release)) {
     return { kernel, initrd, dir, kernelRelease: (await readFile(release, "utf8")).trim() };
   }
@@ -142,7 +143,7 @@ async function build(): Promise<InstallerPayload> {
     ]);
     await rename(join(work, "kx", "boot", vmlinuz), join(work, "out", "vmlinuz"));
     await writeFile(join(work, "out", "initrd.gz"), gzipSync(archive, { level: 6 }));
-    await writeFile(join(work, "out", "kernel-release"), `${kernelRelease}\n`);
+    await writeFile(join(work, "out", "RELEASE"), `${kernelRelease}\n`);
     try {
       await rename(join(work, "out"), dir);
     } catch (error) {

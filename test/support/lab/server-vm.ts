@@ -86,6 +86,12 @@ export interface LabServerOptions {
   readonly memoryMib?: number;
   readonly username?: string;
   readonly password?: string;
+  /**
+   * After a power on started the VM, the chassis program holds the BMC's
+   * answer this long (keep it under a second: ipmitool re-sends after that).
+   * A test uses it to kill the caller between the side effect and its result.
+   */
+  readonly holdPowerOnMs?: number;
 }
 
 export interface LabServer {
@@ -145,6 +151,8 @@ power_on() {
   local b=disk; [ "$boot" = pxe ] && b=pxe
   cat "$d/qemu.pid" > "$d/vm.pid" 2>/dev/null
   note "start pid=$(cat "$d/vm.pid") boot=$b"
+  # A test's window between the side effect and the BMC's answer (see holdPowerOnMs).
+  if [ -n "$HOLD_POWER_ON_S" ]; then sleep "$HOLD_POWER_ON_S"; fi
 }
 power_off() {
   local p; p=$(pid) || return 0
@@ -201,7 +209,7 @@ export async function startLabServer(options: LabServerOptions): Promise<LabServ
   await mkdir(join(dir, "state"));
   await writeFile(
     join(dir, "vm.env"),
-    Object.entries({ NAME: name, MAC: mac, MEM: String(options.memoryMib ?? 256), BOOT_URL: options.bootUrl.replaceAll(",", ",,"), QEMU: "qemu-system-x86_64" })
+    Object.entries({ NAME: name, MAC: mac, MEM: String(options.memoryMib ?? 256), BOOT_URL: options.bootUrl.replaceAll(",", ",,"), QEMU: "qemu-system-x86_64", HOLD_POWER_ON_S: options.holdPowerOnMs ? (options.holdPowerOnMs / 1000).toFixed(3) : "" })
       .map(([key, value]) => `${key}=${shellQuote(value)}\n`)
       .join(""),
   );
