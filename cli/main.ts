@@ -9,6 +9,7 @@ import { registerDlqCommands } from "./commands/dlq.ts";
 import { registerCompletionCommand } from "./commands/completion.ts";
 import { registerEventCommands } from "./commands/events.ts";
 import { registerInventoryCommands } from "./commands/inventory.ts";
+import { registerHostCommands } from "./commands/host.ts";
 import { registerQuotaCommands } from "./commands/quota.ts";
 import { registerTaskCommands } from "./commands/task.ts";
 import { registerTenancyCommands } from "./commands/tenancy.ts";
@@ -68,6 +69,7 @@ export function buildProgram(bin: Bin, runtime: Runtime): Command {
       break;
     case "dvce":
       registerInventoryCommands(program, runtime);
+      registerHostCommands(program, runtime);
       program.addHelpText("after", `\nStill to come:\n${PLANNED.dvce.areas.map(([area, what]) => `  ${area}  ${what}`).join("\n")}\n`);
       break;
     default:

@@ -7,8 +7,8 @@ import { render, type Column } from "../core/output.ts";
 import { listAll, type Resource } from "../core/resources.ts";
 import type { Runtime } from "../core/runtime.ts";
 
-/** dvce inventory import|diff|approve, dvce host list|get. The YAML is parsed here; the server validates. */
-const HOST_COLUMNS: Column<Resource>[] = [
+/** dvce inventory import|diff|approve (host commands: ./host.ts). The YAML is parsed here; the server validates. */
+export const HOST_COLUMNS: Column<Resource>[] = [
   { header: "id", value: (r) => r.id },
   { header: "datacenter", value: (r) => r.datacenter },
   { header: "name", value: (r) => r.name },
@@ -122,30 +122,9 @@ export function registerInventoryCommands(program: Command, runtime: Runtime): v
       const body = response.body as Resource;
       render(runtime.io, runtime.format(command), body, { rows: [body], columns: HOST_COLUMNS });
     });
-
-  const host = program.command("host").summary("hosts").description("physical hosts");
-  host
-    .command("list")
-    .description("list hosts")
-    .option("--datacenter <name>", "only this datacenter")
-    .option("--pending", "only hosts waiting for an identity approval")
-    .action(async (options: { datacenter?: string; pending?: boolean }, command: Command) => {
-      const client = await runtime.client(command);
-      const items = await listAll(client, "/v1/hosts", { datacenter: options.datacenter, pendingApproval: options.pending ? "true" : undefined });
-      render(runtime.io, runtime.format(command), items, { rows: items, columns: HOST_COLUMNS, empty: "No hosts." });
-    });
-  host
-    .command("get")
-    .description("show one host (its BMC endpoint, never a password)")
-    .argument("<host>", "host id or name")
-    .option("--datacenter <name>", "the host's datacenter")
-    .action(async (ref: string, options: { datacenter?: string }, command: Command) => {
-      const found = await resolveHost(await runtime.client(command), ref, options.datacenter);
-      render(runtime.io, runtime.format(command), found, { rows: [found], columns: HOST_COLUMNS });
-    });
 }
 
-async function resolveHost(client: Awaited<ReturnType<Runtime["client"]>>, ref: string, datacenter?: string): Promise<Resource> {
+export async function resolveHost(client: Awaited<ReturnType<Runtime["client"]>>, ref: string, datacenter?: string): Promise<Resource> {
   try {
     return await client.get<Resource>(`/v1/hosts/${encodeURIComponent(ref)}`);
   } catch (error) {
