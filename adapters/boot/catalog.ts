@@ -12,7 +12,8 @@ import type { AssetSource, BootImage, ImageCatalog, OpenedAsset } from "./port.t
  *   there. One image, `talos-<version>`.
  * - **A local directory** (`DV_BOOT_ASSETS_DIR`): one subdirectory per image,
  *   named `talos-<version>` (e.g. `talos-v1.9.5/`), holding a kernel
- *   (`vmlinuz*` or `kernel*`) and an initramfs (`initramfs*` or `initrd*`).
+ *   (`vmlinuz*`, `bzImage*`, or `kernel[-<arch>][.<ext>]`) and an initramfs
+ *   (`initramfs*` or `initrd*`).
  *   The boot service serves them itself at `/boot/assets/<image>/<file>`.
  *   A directory holding a kernel and an initramfs directly is one image,
  *   `talos-<DV_TALOS_VERSION or "local">`.
@@ -142,7 +143,7 @@ async function imagesInDirectory(dir: string, version: string | null, options: I
     if (!entry.isDirectory() || !entry.name.startsWith("talos-")) continue;
     const sub = join(dir, entry.name);
     const files = pickFiles((await readdir(sub, { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name));
-    if (!files) throw new CatalogConfigError(`${sub} holds no kernel (vmlinuz*, kernel*) and initramfs (initramfs*, initrd*)`);
+    if (!files) throw new CatalogConfigError(`${sub} holds no kernel (vmlinuz*, bzImage*, kernel[-<arch>]) and initramfs (initramfs*, initrd*)`);
     images.push(imageOf(entry.name.slice("talos-".length), fileSource(sub, files.kernel), fileSource(sub, files.initramfs), options));
   }
   if (images.length === 0) throw new CatalogConfigError(`DV_BOOT_ASSETS_DIR=${dir} holds no talos-<version>/ directory and no kernel + initramfs`);
@@ -153,7 +154,8 @@ const SAFE_FILE = /^[A-Za-z0-9._-]+$/;
 
 function pickFiles(names: readonly string[]): { kernel: string; initramfs: string } | null {
   const sorted = names.filter((n) => SAFE_FILE.test(n)).sort();
-  const kernel = sorted.find((n) => /^(vmlinuz|kernel)/.test(n));
+  // vmlinuz*/bzImage* first; `kernel`, `kernel-<arch>`, `kernel.<ext>` only then (never e.g. a `kernel-release` note beside them).
+  const kernel = sorted.find((n) => /^(vmlinuz|bzImage)/.test(n)) ?? sorted.find((n) => /^kernel(-(amd64|arm64|x86_64|aarch64))?(\.[A-Za-z0-9]+)?$/.test(n));
   const initramfs = sorted.find((n) => /^(initramfs|initrd)/.test(n));
   return kernel && initramfs ? { kernel, initramfs } : null;
 }

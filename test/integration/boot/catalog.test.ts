@@ -56,7 +56,8 @@ describe("image catalog", () => {
   });
 
   it("a flat directory (the lab's stand-in kernel + initrd) is one image named by DV_TALOS_VERSION, with the kernel arguments configured", async () => {
-    const root = await files(join(dir, "flat"), { vmlinuz: "k", "initrd.gz": "i" });
+    // As test/support/lab/payload.ts leaves it: a `kernel-release` note beside the kernel is not the kernel.
+    const root = await files(join(dir, "flat"), { "kernel-release": "6.1.0-57-amd64", vmlinuz: "k", "initrd.gz": "i" });
     const catalog = (await imageCatalogFromEnv({ DV_BOOT_ASSETS_DIR: root, DV_TALOS_VERSION: "1.9.5", DV_BOOT_KERNEL_ARGS: " console=ttyS0  panic=-1 " }))!;
     expect(catalog.defaultImage()).toMatchObject({
       name: "talos-v1.9.5",
@@ -65,6 +66,8 @@ describe("image catalog", () => {
       kernelArgs: ["console=ttyS0", "panic=-1"],
     });
     expect((await imageCatalogFromEnv({ DV_BOOT_ASSETS_DIR: root }))!.defaultImage()!.name).toBe("talos-local");
+    const plain = await files(join(dir, "plain"), { "kernel-release": "x", "kernel-amd64": "k", "initramfs-amd64.xz": "i" });
+    expect((await imageCatalogFromEnv({ DV_BOOT_ASSETS_DIR: plain }))!.defaultImage()!.kernel).toMatchObject({ file: "kernel-amd64" });
   });
 
   it("operator asset URLs are one image; half a configuration or a missing directory is refused", async () => {
