@@ -4,6 +4,8 @@ import type pg from "pg";
 import type { EventStore } from "../../adapters/eventstore/port.ts";
 import type { ProjectionRunner } from "../../projections/index.ts";
 import type { AuthenticatedActor } from "../auth/types.ts";
+import { InventoryReadModel } from "../read/inventory.ts";
+import { MaskinReadModel } from "../read/maskin.ts";
 import { TaskReadModel } from "../read/tasks.ts";
 import { TenancyReadModel } from "../read/tenancy.ts";
 import { unauthenticated } from "./errors.ts";
@@ -15,6 +17,9 @@ export interface GraphqlServices {
   readonly runner: ProjectionRunner;
   readonly read: TenancyReadModel;
   readonly tasks: TaskReadModel;
+  /** Hosts, racks, datacenters (the platform's inventory) and their Maskin lifecycle and power. */
+  readonly inventory: InventoryReadModel;
+  readonly maskin: MaskinReadModel;
   readonly db: Kysely<any>;
   /** How long a mutation waits for the read model to show its write (default 5000 ms). */
   readonly writeWaitMs: number;
@@ -43,6 +48,8 @@ export function createServices(deps: {
     runner: deps.runner,
     read: new TenancyReadModel(deps.pool),
     tasks: new TaskReadModel(deps.pool),
+    inventory: new InventoryReadModel(deps.pool),
+    maskin: new MaskinReadModel(deps.pool),
     db: deps.db,
     writeWaitMs: deps.writeWaitMs ?? 5_000,
   };

@@ -2,6 +2,7 @@ import type { GraphQLFieldConfig, GraphQLSchema } from "graphql";
 import { GraphQLObjectType, GraphQLScalarType } from "./graphql-js.ts";
 import { environmentResolvers } from "./resolvers/environments.ts";
 import { eventResolvers } from "./resolvers/events.ts";
+import { hostResolvers } from "./resolvers/hosts.ts";
 import { nodeResolvers } from "./resolvers/node.ts";
 import { projectResolvers } from "./resolvers/projects.ts";
 import { quotaResolvers } from "./resolvers/quotas.ts";
@@ -19,6 +20,7 @@ const RESOLVERS: readonly ResolverMap[] = [
   nodeResolvers,
   eventResolvers,
   taskResolvers,
+  hostResolvers,
 ];
 
 const SCALARS = { DateTime: DateTimeScalar, SafeInt: SafeIntScalar, JSON: JSONScalar } as const;

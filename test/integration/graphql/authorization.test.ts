@@ -5,6 +5,9 @@ import { environmentGlobalId, fromGlobalId, projectGlobalId, tenantGlobalId, toG
 import { tenantStreamId } from "../../../domain/sentral/stream.ts";
 import { taskGlobalId } from "../../../api/graphql/ids.ts";
 import { TaskDriver } from "../tasks/support.ts";
+import { actorHeader } from "../api/support/test-auth.ts";
+import { executeHostCommand } from "../../../commands/maskin/index.ts";
+import { PLATFORM_TENANT } from "../../../domain/shared/envelope.ts";
 import { Collected } from "./support/collect.ts";
 import { actors, createGraphqlHarness, type GraphqlHarness, type TestActor } from "./support/harness.ts";
 import { CREATE_ENVIRONMENT, CREATE_PROJECT, CREATE_TENANT, must, SET_PROJECT_QUOTA } from "./support/seed.ts";
@@ -54,7 +57,7 @@ interface Operation {
 }
 
 /** The writes a subscription row is checked against: a project quota change in B/Q1, in A/P2 and in A/P1. */
-type Write = "q1" | "p2" | "p1" | "tq1" | "tp2" | "tp1";
+type Write = "q1" | "p2" | "p1" | "tq1" | "tp2" | "tp1" | "h1";
 const WRITES: readonly Write[] = ["q1", "p2", "p1"];
 /** Progress of the world's tasks in B/Q1, A/P2 and A/P1 (the taskUpdated rows' writes). */
 const TASK_WRITES: readonly Write[] = ["tq1", "tp2", "tp1"];
@@ -133,6 +136,16 @@ const TASK_FIELDS = `id taskId status tenantId projectId position steps { name s
 const TASK = `query($id: String!) { r: task(id: $id) { ${TASK_FIELDS} } }`;
 const TASKS = `query { r: tasks(first: 100, filter: { resourceType: "world" }) { nodes { id } } }`;
 const TASK_UPDATED = `subscription($id: String) { r: taskUpdated(id: $id) { ${TASK_FIELDS} } }`;
+const HOST_FIELDS = `hostId name datacenter rack state stage power { desired observed drift }`;
+const HOST = `query($id: String!) { r: host(id: $id) { ${HOST_FIELDS} } }`;
+const HOSTS = `query { r: hosts(first: 100) { nodes { ${HOST_FIELDS} } } }`;
+const DATACENTERS = `query { r: datacenters { name racks { name hosts { hostId } } } }`;
+const RACKS = `query($datacenter: String!) { r: racks(datacenter: $datacenter) { name hosts { hostId power { drift } } } }`;
+const HOST_CHANGED = `subscription($datacenter: String) { r: hostChanged(datacenter: $datacenter) { hostId eventType position } }`;
+/** The one inventory host of the world (imported in beforeAll): platform inventory, visible to platform readers only. */
+let matrixHostId = "";
+let powerFlips = 0;
+const nobodyBelowPlatform = { other: [], owner: [], member: [], auditor: [] };
 const CANCEL_TASK = mutation("cancelTask", "CancelTaskInput", "TaskPayload");
 const RETRY_TASK = mutation("retryTask", "RetryTaskInput", "TaskPayload");
 /** A fresh task in A/P1 for a mutation row (each call must change something): running, or failed. */
@@ -349,6 +362,42 @@ const ROWS: readonly Row[] = [
     hides: (w) => ({ other: w.a, member: w.a }),
   },
 
+  // ---- hosts: the platform's inventory and Maskin state; to anyone below platform readers no host exists ----
+  {
+    field: "Query.host",
+    request: op(HOST, () => ({ id: matrixHostId })),
+    expect: { anonymous: "UNAUTHENTICATED", other: "null", owner: "null", member: "null", auditor: "null", platform: "data" },
+    hides: () => ({ other: matrixHostId, owner: matrixHostId, member: matrixHostId, auditor: matrixHostId }),
+  },
+  {
+    field: "Query.hosts",
+    request: op(HOSTS),
+    expect: { ...all("data"), anonymous: "UNAUTHENTICATED" },
+    sees: () => ({ ...nobodyBelowPlatform, platform: [matrixHostId] }),
+    pick: (result) => result.nodes.map((host: { hostId: string }) => host.hostId),
+  },
+  {
+    field: "Query.datacenters",
+    request: op(DATACENTERS),
+    expect: { ...all("data"), anonymous: "UNAUTHENTICATED" },
+    sees: () => ({ ...nobodyBelowPlatform, platform: ["osl1/r01/" + matrixHostId] }),
+    pick: (result) => result.flatMap((dc: any) => dc.racks.flatMap((rack: any) => rack.hosts.map((host: any) => `${dc.name}/${rack.name}/${host.hostId}`))),
+  },
+  {
+    field: "Query.racks",
+    request: op(RACKS, () => ({ datacenter: "osl1" })),
+    expect: { ...all("data"), anonymous: "UNAUTHENTICATED" },
+    sees: () => ({ ...nobodyBelowPlatform, platform: ["r01"] }),
+    pick: (result) => result.map((rack: { name: string }) => rack.name),
+  },
+  {
+    field: "Subscription.hostChanged",
+    request: op(HOST_CHANGED, () => ({ datacenter: "osl1" })),
+    expect: { anonymous: "UNAUTHENTICATED", other: "FORBIDDEN", owner: "FORBIDDEN", member: "FORBIDDEN", auditor: "FORBIDDEN", platform: "data" },
+    writes: ["h1"],
+    sees: () => ({ platform: ["h1"] }),
+  },
+
   // ---- tasks: visible with their scope; cancel/retry need write access to it ----
   { field: "Query.task", request: op(TASK, (w) => ({ id: w.tasks.p1 })), expect: readsA(), hides: (w) => ({ other: w.tasks.p1 }) },
   { field: "Query.task", label: "in a sibling project", request: op(TASK, (w) => ({ id: w.tasks.p2 })), expect: readsSibling(), hides: (w) => ({ other: w.tasks.p2, member: w.tasks.p2 }) },
@@ -457,6 +506,18 @@ describe("GraphQL authorization matrix", () => {
         await asPlatform(M.resumeTenant, { tenantId });
       },
       write: async (which: Write) => {
+        if (which === "h1") {
+          // A host change: its desired power flips each time, so every write is an event.
+          powerFlips += 1;
+          const state = powerFlips % 2 === 0 ? "on" : "off";
+          const result = await executeHostCommand(
+            base.db.store,
+            { type: "SetDesiredPower", hostId: matrixHostId, state, taskId: `matrix-${fresh()}`, at: new Date().toISOString() },
+            { actor: { kind: "user", id: "matrix" }, correlationId: "matrix", scope: { tenantId: PLATFORM_TENANT }, datacenter: "osl1" },
+          );
+          if (!result.position) throw new Error("SetDesiredPower wrote nothing");
+          return `${result.position.transactionId}.${result.position.globalPosition}`;
+        }
         if (which === "tq1" || which === "tp2" || which === "tp1") {
           const taskId = { tq1: w.tasks.q1, tp2: w.tasks.p2, tp1: w.tasks.p1 }[which];
           const scope = { tq1: [w.b, w.q1], tp2: [w.a, w.p2], tp1: [w.a, w.p1] }[which];
@@ -481,6 +542,15 @@ describe("GraphQL authorization matrix", () => {
       const { position } = await driver.start("one");
       await h.runner.waitForPosition("tasks", position!, 20_000);
     }
+    const imported = await h.app.inject({
+      method: "POST",
+      url: "/v1/inventory/import",
+      headers: actorHeader(platform),
+      payload: { document: { datacenters: [{ name: "osl1", racks: [{ name: "r01", hosts: [{ name: "m-node", serial: "SN-M", macs: ["52:54:00:aa:bb:01"] }] }] }] } },
+    });
+    expect(imported.statusCode, imported.body).toBe(200);
+    const listed = await h.app.inject({ method: "GET", url: "/v1/hosts?name=m-node", headers: actorHeader(platform) });
+    matrixHostId = (JSON.parse(listed.body).items as Array<{ id: string }>)[0]!.id;
     callers = {
       anonymous: null,
       other: actors.tenantAdmin(w.b),

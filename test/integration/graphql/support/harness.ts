@@ -4,7 +4,7 @@ import WebSocket from "ws";
 import type { EventStore } from "../../../../adapters/eventstore/port.ts";
 import { buildServer } from "../../../../api/server.ts";
 import { graphqlModule, type GraphqlDeps } from "../../../../api/graphql/index.ts";
-import { ProjectionRunner, tasksProjection, tenancyProjection } from "../../../../projections/index.ts";
+import { inventoryProjection, maskinHostsProjection, ProjectionRunner, tasksProjection, tenancyProjection } from "../../../../projections/index.ts";
 import { createHarness, type ProjectionHarness } from "../../projections/support.ts";
 import { actorHeader, testAuth } from "../../api/support/test-auth.ts";
 import type { TestActor } from "../../api/support/harness.ts";
@@ -34,7 +34,7 @@ export interface GraphqlHarness {
 /** A fresh database, a running tenancy runner, and buildServer with the test auth and the GraphQL module. */
 export async function createGraphqlHarness(options: Partial<Pick<GraphqlDeps, "writeWaitMs">> = {}): Promise<GraphqlHarness> {
   const db = await createHarness();
-  const runner = new ProjectionRunner({ pool: db.pool, store: db.store, projections: [tenancyProjection, tasksProjection], pollIntervalMs: 200 });
+  const runner = new ProjectionRunner({ pool: db.pool, store: db.store, projections: [tenancyProjection, tasksProjection, inventoryProjection, maskinHostsProjection], pollIntervalMs: 200 });
   await runner.start();
   // The module's store, counting the log subscriptions it opens and stops.
   let open = 0;
