@@ -42,6 +42,11 @@ export class BmcAccess {
     return this.options.datacenter;
   }
 
+  /** The event store the inventory is read from (the host streams live there too). */
+  get store(): Pick<CommandStore, "readStream"> {
+    return this.options.store;
+  }
+
   /** The datacenter's hosts that have a BMC address and settings. */
   async hostsWithBmc(): Promise<InventoryHost[]> {
     const dc = await loadDatacenter(this.options.store as CommandStore, this.options.datacenter);

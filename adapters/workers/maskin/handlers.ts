@@ -1,4 +1,7 @@
 import { z } from "zod";
+import { loadHost } from "../../../commands/maskin/index.ts";
+import type { CommandStore } from "../../../commands/pipeline.ts";
+import type { HostState } from "../../../domain/maskin/index.ts";
 import { BmcAuthError, BmcCommandError, BmcUnreachableError, BmcUnsupportedError, isBmcError, type BmcExchange, type PowerState } from "../../bmc/index.ts";
 import { BmcEndpointUnavailableError } from "../../secrets/bmc.ts";
 import { SecretKeyMismatchError, SecretNotFoundError } from "../../secrets/store.ts";
@@ -17,7 +20,8 @@ import { BmcAccess, HostNotInInventoryError } from "./bmc.ts";
  *   on a chassis that is off power it on instead (nothing to restart), and
  *   are the only operations that act on a node already in the wanted state:
  *   ask for them only when a restart is the point (the provisioning saga
- *   asks for `on`).
+ *   asks for `on`). `on`, `cycle` and `reset` of a provisioning task first
+ *   read the host's stream: see "Power on during provisioning" below.
  * - `bootdev {hostId, device: pxe|disk}`: one-time boot override, verified by
  *   reading it back (the driver does); setting it again is harmless.
  * - `wipe {hostId}`: see wipe below.
@@ -29,6 +33,53 @@ import { BmcAccess, HostNotInInventoryError } from "./bmc.ts";
  * `bmc_command_failed` (transient), `bmc_auth_failed`, `bmc_unsupported`,
  * `bmc_not_configured`, `bmc_credential_unavailable`, `host_not_found`,
  * `invalid_payload` (permanent).
+ */
+
+/*
+ * Power on during provisioning: converge on facts, not on the chassis alone.
+ *
+ * Reading the BMC is not enough to make a redelivered power-on harmless: the
+ * provisioning's installer powers the machine off when it is done, so a
+ * power-on request that comes again after the install (the worker was killed
+ * after the BMC call, JetStream redelivered after the ack wait) reads "off"
+ * and would power the freshly installed host on a second time. So when the
+ * request's task is the one provisioning the host (the host stream's
+ * provisioning names `request.taskId`; a `dvce host power` task never does),
+ * `on` / `cycle` / `reset` first read the host's stream (loadHost): if this
+ * provisioning already shows HostNetbootFetched, HostInstallReported or
+ * HostProvisioned, the earlier power-on evidently took effect (the host
+ * netbooted, which it only does powered on), and the answer is success
+ * `{changed: false, action: "none", reason: "already took effect: ..."}`
+ * without touching the BMC. Otherwise the BMC is read and the handler
+ * converges as for any request; when that means acting, the stream is read
+ * once more right before the BMC call: the boot service records the fetch
+ * before it serves the script and the installer powers off only after that,
+ * so a chassis that read "off" because the install already ran is always
+ * seen by this second read (no window between "no fact yet" and "off").
+ *
+ * The crash windows of a provisioning power-on (a crash is a SIGKILL: no
+ * answer, no ack; JetStream redelivers after the maskin ack wait,
+ * DV_MASKIN_ACK_WAIT_MS, service.ts; the saga may also send the step again
+ * as a new request of the same task; both are handled the same way):
+ * 1. Before the BMC call: nothing happened to the hardware. The next delivery
+ *    finds no fact (the machine was never told to start, so it cannot have
+ *    netbooted for this task) and the chassis off: it powers on, once. Had
+ *    someone else powered it on meanwhile, it reads "on" and does nothing.
+ * 2. After the BMC call, before the answer: the machine is on its way. The
+ *    next delivery either finds a fact (netboot fetched, install reported,
+ *    provisioned: none, without the BMC), or no fact yet and the chassis on
+ *    (still booting or installing: nothing needed). It could find "off" only
+ *    if the machine stopped before fetching its script (died in firmware,
+ *    lost power): then nothing took effect that anyone can see, and powering
+ *    on is the right retry.
+ * 3. After the answer, before the ack: the result is stored in DV_RESULTS
+ *    (Nats-Msg-Id `<requestId>:result`) and the saga goes on with it. The
+ *    redelivered request runs again: a fact or a chassis that is on makes it
+ *    a no-op (a host installed and powered off meanwhile has its facts), and
+ *    its answer, the same msg id, is deduplicated by JetStream or ignored by
+ *    the saga for a step already done.
+ * In every case the machine is powered on at most once per provisioning
+ * unless it provably never got as far as netbooting.
  */
 
 export const PowerOperationSchema = z.enum(["status", "on", "off", "soft", "cycle", "reset"]);
@@ -52,20 +103,98 @@ export interface PowerOutput {
   readonly exchanges: BmcExchange[];
 }
 
+/** What `power` answers when the provisioning's facts show an earlier power-on took effect (the BMC is not touched). */
+export interface PowerTookEffectOutput {
+  readonly hostId: string;
+  readonly operation: PowerOperation;
+  readonly action: "none";
+  readonly changed: false;
+  /** "already took effect: netboot fetched at …". */
+  readonly reason: string;
+  /** The facts of the host stream it decided on. */
+  readonly evidence: ProvisioningEvidence;
+  /** Power as read before (only when the facts turned up between reading the chassis and acting). */
+  readonly before?: PowerState;
+  readonly deliveryCount: number;
+  readonly exchanges: BmcExchange[];
+}
+
+export interface ProvisioningEvidence {
+  readonly taskId: string;
+  readonly netbootFetchedAt: string | null;
+  readonly installReportedAt: string | null;
+  readonly provisioned: boolean;
+}
+
 export interface MaskinHandlersOptions {
   readonly access: BmcAccess;
+  /** Where the host streams are read (the provisioning facts); default the inventory's store (`access.store`). */
+  readonly hosts?: Pick<CommandStore, "readStream">;
+}
+
+/** The operations that start a machine, so that doing them twice during provisioning could netboot or restart it again. */
+const STARTS_MACHINE: ReadonlySet<PowerOperation> = new Set(["on", "cycle", "reset"]);
+
+/**
+ * The facts showing that task `taskId`'s provisioning of the host got past
+ * its power-on: null when the host is not being provisioned by that task or
+ * has not netbooted for it yet.
+ */
+export function provisioningEvidence(state: HostState, taskId: string): ProvisioningEvidence | null {
+  const p = state.provisioning;
+  if (!p || p.taskId !== taskId) return null;
+  const provisioned = state.state === "ready";
+  if (!p.netbootFetchedAt && !p.installReportedAt && !provisioned) return null;
+  return { taskId, netbootFetchedAt: p.netbootFetchedAt, installReportedAt: p.installReportedAt, provisioned };
+}
+
+function tookEffectReason(evidence: ProvisioningEvidence): string {
+  const facts = [
+    evidence.netbootFetchedAt ? `netboot fetched at ${evidence.netbootFetchedAt}` : null,
+    evidence.installReportedAt ? `install reported at ${evidence.installReportedAt}` : null,
+    evidence.provisioned ? "host provisioned" : null,
+  ].filter((f): f is string => f !== null);
+  return `already took effect: ${facts.join(", ")}`;
 }
 
 export function createMaskinHandlers(options: MaskinHandlersOptions): Record<"power" | "bootdev" | "wipe", WorkHandler> {
   const { access } = options;
+  const hosts = options.hosts ?? access.store;
+
+  /** The provisioning facts of `taskId` on the host, when the operation starts a machine (see "Power on during provisioning"). */
+  const tookEffect = async (hostId: string, operation: PowerOperation, taskId: string): Promise<ProvisioningEvidence | null> => {
+    if (!STARTS_MACHINE.has(operation)) return null;
+    return provisioningEvidence((await loadHost(hosts, hostId)).state, taskId);
+  };
 
   const power: WorkHandler = async (request, context) => {
     const { hostId, operation } = parsePayload(PowerPayloadSchema, request.payload);
+    const skipped = (evidence: ProvisioningEvidence, exchanges: BmcExchange[], before?: PowerState): PowerTookEffectOutput => ({
+      hostId,
+      operation,
+      action: "none",
+      changed: false,
+      reason: tookEffectReason(evidence),
+      evidence,
+      ...(before ? { before } : {}),
+      deliveryCount: context.deliveryCount,
+      exchanges,
+    });
+    let evidence: ProvisioningEvidence | null;
+    try {
+      evidence = await tookEffect(hostId, operation, request.taskId);
+    } catch (error) {
+      throw toWorkError(error, hostId);
+    }
+    if (evidence) return { ...skipped(evidence, []) };
     return withBmc(hostId, context, async ({ driver, exchanges }) => {
       const before = await driver.powerStatus();
       if (operation === "status") return { hostId, operation, before, action: null, changed: false, after: before, exchanges } satisfies PowerOutput;
       const action = plan(operation, before);
       if (action) {
+        // Read the facts again right before acting: a chassis read "off" because the install already ran has them by now.
+        const late = await tookEffect(hostId, operation, request.taskId);
+        if (late) return { ...skipped(late, exchanges, before) };
         checkNotCancelled(context);
         await driver[action]();
       }
