@@ -11,10 +11,21 @@ export interface WorkerServiceContext {
   readonly env: NodeJS.ProcessEnv;
 }
 
+export interface WorkerServiceOptions {
+  /** Redelivered when not acked within this time (startWorker's ackWaitMs; kept alive while a handler runs). */
+  readonly ackWaitMs?: number;
+}
+
 export interface WorkerService {
   readonly service: string;
   readonly description: string;
   handlers(context: WorkerServiceContext): Promise<Record<string, WorkHandler>> | Record<string, WorkHandler>;
+  /**
+   * The service's own worker settings (startWorker's), when its defaults do
+   * not fit: e.g. a shorter ack wait so that a request a killed worker left
+   * unacked is redelivered soon. Settings given to startWorkers explicitly win.
+   */
+  workerOptions?(context: WorkerServiceContext): WorkerServiceOptions;
   /** Closes what handlers() opened. */
   close?(): Promise<void>;
 }

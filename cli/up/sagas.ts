@@ -113,18 +113,31 @@ export async function startWorkers(options: StartWorkersOptions): Promise<Worker
     for (const entry of options.services) {
       let service: string;
       let handlers: Readonly<Record<string, WorkHandler>>;
+      let ackWaitMs: number | undefined;
       if (typeof entry === "string") {
         const registered = workerService(entry);
         if (!registered) throw new Error(`no worker service ${JSON.stringify(entry)} is registered`);
         service = entry;
-        handlers = await registered.handlers({ datacenter: options.datacenter, env: options.env ?? process.env });
+        const context = { datacenter: options.datacenter, env: options.env ?? process.env };
+        ackWaitMs = registered.workerOptions?.(context).ackWaitMs;
+        handlers = await registered.handlers(context);
         if (registered.close) closers.push(registered.close.bind(registered));
       } else {
         service = entry.service;
         handlers = entry.handlers;
       }
+      ackWaitMs = options.tuning?.ackWaitMs ?? ackWaitMs;
       workers.push(
-        await startWorker({ ...options.tuning, nc, namespace, service, datacenter: options.datacenter, handlers, ...(options.onError ? { onError: options.onError } : {}) }),
+        await startWorker({
+          ...options.tuning,
+          ...(ackWaitMs !== undefined ? { ackWaitMs } : {}),
+          nc,
+          namespace,
+          service,
+          datacenter: options.datacenter,
+          handlers,
+          ...(options.onError ? { onError: options.onError } : {}),
+        }),
       );
     }
   } catch (error) {

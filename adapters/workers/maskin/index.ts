@@ -12,4 +12,4 @@ export {
   type ProvisioningEvidence,
 } from "./handlers.ts";
 export { DEFAULT_OBSERVE_INTERVAL_MS, PowerObserver, type ObservationRound, type PowerObserverOptions } from "./observer.ts";
-export { MASKIN_SERVICE, openMaskinService } from "./service.ts";
+export { DEFAULT_MASKIN_ACK_WAIT_MS, MASKIN_SERVICE, maskinAckWaitMs, openMaskinService } from "./service.ts";

@@ -18,10 +18,29 @@ import { DEFAULT_OBSERVE_INTERVAL_MS, PowerObserver } from "./observer.ts";
  *   store, the host streams the observer writes);
  * - `DV_SECRET_KEY` or `DV_SECRET_KEY_FILE`: the key BMC passwords are sealed with;
  * - `DV_MASKIN_OBSERVE_INTERVAL_MS`: power observer interval (default 30 000; 0 turns it off);
+ * - `DV_MASKIN_ACK_WAIT_MS`: the maskin workers' ack wait (default 10 000, at
+ *   least 1 000): a request a killed worker left unacked is redelivered this
+ *   long after its last sign of life, so a restarted worker resumes soon. A
+ *   long BMC operation is not redelivered meanwhile: the worker tells
+ *   JetStream it is still working every third of it (worker.ts keep-alive);
+ *   and a redelivery converges anyway (handlers.ts);
  * - `DV_BMC_TIMEOUT_MS`: per BMC exchange (default the driver's, 10 000).
  */
 
 export const MASKIN_SERVICE = "maskin";
+export const DEFAULT_MASKIN_ACK_WAIT_MS = 10_000;
+const MIN_MASKIN_ACK_WAIT_MS = 1_000;
+
+/** DV_MASKIN_ACK_WAIT_MS, or the default; throws for a value that is not a number of milliseconds >= 1 000. */
+export function maskinAckWaitMs(env: NodeJS.ProcessEnv): number {
+  const text = env.DV_MASKIN_ACK_WAIT_MS?.trim();
+  if (!text) return DEFAULT_MASKIN_ACK_WAIT_MS;
+  const ms = Number(text);
+  if (!Number.isInteger(ms) || ms < MIN_MASKIN_ACK_WAIT_MS) {
+    throw new Error(`DV_MASKIN_ACK_WAIT_MS must be a whole number of milliseconds, at least ${MIN_MASKIN_ACK_WAIT_MS}, got ${text}`);
+  }
+  return ms;
+}
 
 interface Opened {
   readonly close: () => Promise<void>;
@@ -67,6 +86,7 @@ export async function openMaskinService(context: WorkerServiceContext): Promise<
 registerWorkerService({
   service: MASKIN_SERVICE,
   description: "bare metal: BMC power (status/on/off/soft/cycle/reset, converging), one-time boot device, wipe; the datacenter's power observer",
+  workerOptions: (context) => ({ ackWaitMs: maskinAckWaitMs(context.env) }),
   async handlers(context) {
     const service = await openMaskinService(context);
     opened.push(service);

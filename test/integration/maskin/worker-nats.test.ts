@@ -2,7 +2,10 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NatsLink } from "../../../adapters/nats/connection.ts";
 import { ensureStreams } from "../../../adapters/nats/topology.ts";
+import { STREAMS } from "../../../adapters/nats/namespace.ts";
+import { DEFAULT_MASKIN_ACK_WAIT_MS, maskinAckWaitMs } from "../../../adapters/workers/maskin/index.ts";
 import { WorkResultMessageSchema, type WorkResultMessage } from "../../../adapters/workers/port.ts";
+import { workerDurable } from "../../../adapters/workers/worker.ts";
 import { JetStreamSagaBus } from "../../../adapters/workers/saga-bus.ts";
 import { startWorkers, type WorkersHandle } from "../../../cli/up/sagas.ts";
 import { SHARED_NATS_URL, dropNamespace, testNamespace } from "../nats/support/nats.ts";
@@ -38,7 +41,8 @@ beforeAll(async () => {
     namespace,
     datacenter: "osl1",
     services: ["maskin"],
-    env: { DATABASE_URL: lab.database.url, DV_SECRET_KEY: lab.keyBase64, DV_MASKIN_OBSERVE_INTERVAL_MS: "0", DV_BMC_TIMEOUT_MS: "4000" },
+    // An ack wait shorter than an unreachable BMC takes to fail: the keep-alive must hold the request meanwhile.
+    env: { DATABASE_URL: lab.database.url, DV_SECRET_KEY: lab.keyBase64, DV_MASKIN_OBSERVE_INTERVAL_MS: "0", DV_BMC_TIMEOUT_MS: "4000", DV_MASKIN_ACK_WAIT_MS: "1000" },
   });
 });
 afterAll(async () => {
@@ -82,7 +86,23 @@ describe("the maskin worker service over NATS", () => {
 
   it("an unreachable BMC answers a transient failure bmc_unreachable with the dependency to block on", async () => {
     const hostId = lab.hostIds.get("node-dead")!;
+    const start = Date.now();
     const result = await run("power", { hostId, operation: "on" });
     expect(result).toMatchObject({ kind: "failed", transient: true, code: "bmc_unreachable", dependency: `bmc ${hostId}` });
+    // It took longer than the ack wait, and still nothing was redelivered: the worker kept it alive.
+    expect(Date.now() - start).toBeGreaterThan(1_000);
+    const nc = (await link.ready())!;
+    const info = await (await jetstreamManager(nc)).consumers.info(namespace.stream(STREAMS.work), namespace.stream(workerDurable("maskin", "osl1")));
+    expect(info.num_redelivered).toBe(0);
+  });
+
+  it("the maskin workers' ack wait is DV_MASKIN_ACK_WAIT_MS (default 10 s), so a request a killed worker left is redelivered soon", async () => {
+    const nc = (await link.ready())!;
+    const info = await (await jetstreamManager(nc)).consumers.info(namespace.stream(STREAMS.work), namespace.stream(workerDurable("maskin", "osl1")));
+    expect(info.config.ack_wait).toBe(1_000 * 1_000_000);
+    expect(maskinAckWaitMs({})).toBe(DEFAULT_MASKIN_ACK_WAIT_MS);
+    expect(DEFAULT_MASKIN_ACK_WAIT_MS).toBeLessThanOrEqual(10_000);
+    expect(maskinAckWaitMs({ DV_MASKIN_ACK_WAIT_MS: " 7500 " })).toBe(7_500);
+    for (const bad of ["999", "abc", "-5", "1.5e3x"]) expect(() => maskinAckWaitMs({ DV_MASKIN_ACK_WAIT_MS: bad })).toThrow(/DV_MASKIN_ACK_WAIT_MS/);
   });
 });
