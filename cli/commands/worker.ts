@@ -8,6 +8,8 @@ export interface WorkerCommandOptions {
   namespace?: string;
   heartbeatMs: number;
   concurrency: number;
+  /** HOST:PORT: also serve the boot service (/boot/, /healthz) from this process (maskin only). */
+  bootListen?: string;
 }
 
 function positive(value: string): number {
@@ -25,6 +27,12 @@ function token(value: string): string {
  * `dv worker --service S --datacenter D`: runs the workers of a service in
  * one datacenter, alone (a composition root like `dv up`: it talks to NATS,
  * not to the API). Services come from adapters/workers/registry.ts.
+ *
+ * `--boot-listen HOST:PORT` (DV_BOOT_LISTEN), with `--service maskin`: the
+ * same process also serves the boot service (`/boot/...`, `/healthz`) to the
+ * machines of its datacenter, configured like `dv up`'s (DV_BOOT_ASSETS_DIR
+ * or DV_TALOS_*_URL, ...; refused when no image is configured) and reading
+ * the inventory and host streams through DATABASE_URL.
  */
 export function registerWorkerCommand(program: Command, runtime: Runtime): void {
   program
@@ -37,6 +45,7 @@ export function registerWorkerCommand(program: Command, runtime: Runtime): void 
     .addOption(new Option("--namespace <prefix>", "NATS subject/stream namespace (tests; empty in production)").env("DV_NATS_NAMESPACE"))
     .addOption(new Option("--heartbeat-ms <ms>", "heartbeat interval").default(2000).argParser(positive))
     .addOption(new Option("--concurrency <n>", "requests handled at once per service").default(8).argParser(positive))
+    .addOption(new Option("--boot-listen <host:port>", "also serve the boot service (/boot/: iPXE, assets, Talos config, install callback) on this address; maskin only, needs a boot image configured").env("DV_BOOT_LISTEN"))
     .action(async (options: WorkerCommandOptions) => {
       const { runWorker } = await import("../up/sagas.ts");
       runtime.exitCode = await runWorker(options, runtime.io, runtime.env);

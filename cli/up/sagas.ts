@@ -8,7 +8,12 @@ import { workerService, workerServices } from "../../adapters/workers/registry.t
 // Registers the maskin worker service (BMC actions and the power observer) for `dv worker` and `dv up`.
 import "../../adapters/workers/maskin/service.ts";
 import type { WorkerCommandOptions } from "../commands/worker.ts";
-import { ExitCode } from "../core/errors.ts";
+import { CliError, ExitCode } from "../core/errors.ts";
+import { BootConfigError, bootConfigFromEnv, type BootConfig } from "../../adapters/boot/config.ts";
+import { PostgresEventStore } from "../../adapters/eventstore/postgres/store.ts";
+import { createPool } from "../../adapters/postgres/connection.ts";
+import { MASKIN_SERVICE } from "../../adapters/workers/maskin/service.ts";
+import { parseListenAddress, startBootServer, type ListenAddress, type StartedBootServer } from "./boot-server.ts";
 import type { Io } from "../core/output.ts";
 import { ShutdownSignals } from "./lifecycle.ts";
 import { JetStreamSagaBus } from "../../adapters/workers/saga-bus.ts";
@@ -154,8 +159,16 @@ export async function startWorkers(options: StartWorkersOptions): Promise<Worker
   };
 }
 
-/** `dv worker`: runs until SIGINT/SIGTERM; returns the exit code. */
-
+/**
+ * `dv worker`: runs until SIGINT/SIGTERM; returns the exit code.
+ *
+ * With `--boot-listen HOST:PORT` (env DV_BOOT_LISTEN; maskin only) it also
+ * serves the boot service (`/boot/` and `/healthz`, cli/up/boot-server.ts)
+ * from this process: same image and Talos settings as `dv up`
+ * (adapters/boot/config.ts), reading the inventory read model and the host
+ * streams through DATABASE_URL. It listens before NATS is reached: a machine
+ * netbooting needs Postgres, not NATS.
+ */
 export async function runWorker(options: WorkerCommandOptions, io: Io, env: NodeJS.ProcessEnv): Promise<number> {
   const say = (line: string) => io.out(`${line}\n`);
   const warn = (line: string) => io.err(`${line}\n`);
@@ -165,7 +178,9 @@ export async function runWorker(options: WorkerCommandOptions, io: Io, env: Node
     warn(`error: no worker service ${unknown.join(", ")}; known: ${[...known].join(", ") || "none"}`);
     return ExitCode.usage;
   }
+  const bootSettings = await bootServerSettings(options, env);
   const signals = new ShutdownSignals(() => process.exit(130)).install();
+  let boot: { readonly server: StartedBootServer; close(): Promise<void> } | null = null;
   const servers = options.natsUrl?.trim() || natsUrl(env);
   const link = new NatsLink({
     servers,
@@ -173,6 +188,13 @@ export async function runWorker(options: WorkerCommandOptions, io: Io, env: Node
     onStatus: (event) => warn(`nats: ${event.type}${"server" in event ? ` ${event.server}` : ` ${event.error}`}`),
   });
   try {
+    if (bootSettings) {
+      boot = await openBootServer(bootSettings, env);
+      say(
+        `boot service: ${boot.server.url}/boot/ipxe?mac=\${net0/mac} serves ${bootSettings.config.catalog.defaultImage()?.name ?? "no image"}` +
+          `${bootSettings.config.baseUrl ? ` (machines reach it at ${bootSettings.config.baseUrl})` : ""}`,
+      );
+    }
     say(`worker: ${options.service.join(", ")} in ${options.datacenter}, NATS ${servers}; waiting for NATS`);
     const ready = await Promise.race([link.ready(), signals.requested.then(() => null)]);
     if (!ready) return ExitCode.ok;
@@ -192,6 +214,69 @@ export async function runWorker(options: WorkerCommandOptions, io: Io, env: Node
     return ExitCode.ok;
   } finally {
     signals.uninstall();
+    await boot?.close();
     await link.close();
+  }
+}
+
+interface BootServerSettings {
+  readonly listen: ListenAddress;
+  readonly config: BootConfig;
+  readonly databaseUrl: string;
+}
+
+/** --boot-listen checked before anything starts: null without it; a usage CliError when it cannot be served. */
+async function bootServerSettings(options: WorkerCommandOptions, env: NodeJS.ProcessEnv): Promise<BootServerSettings | null> {
+  const text = options.bootListen?.trim();
+  if (!text) return null;
+  if (!options.service.includes(MASKIN_SERVICE)) {
+    throw new CliError(ExitCode.usage, "--boot-listen serves Maskin's boot service: run it with --service maskin");
+  }
+  const listen = parseListenAddress(text);
+  let config: BootConfig | null;
+  try {
+    config = await bootConfigFromEnv(env);
+  } catch (error) {
+    if (error instanceof BootConfigError) throw new CliError(ExitCode.usage, error.message);
+    throw error;
+  }
+  if (!config) {
+    throw new CliError(
+      ExitCode.usage,
+      "--boot-listen: no boot image is configured",
+      undefined,
+      "set DV_BOOT_ASSETS_DIR, or DV_TALOS_KERNEL_URL and DV_TALOS_INITRAMFS_URL (see api/boot/README.md)",
+    );
+  }
+  const databaseUrl = env.DATABASE_URL?.trim();
+  if (!databaseUrl) throw new CliError(ExitCode.usage, "--boot-listen needs DATABASE_URL (the inventory and the host streams live there)");
+  return { listen, config, databaseUrl };
+}
+
+/** The boot server on its own pool and event store (closed with it). */
+async function openBootServer(settings: BootServerSettings, env: NodeJS.ProcessEnv): Promise<{ readonly server: StartedBootServer; close(): Promise<void> }> {
+  const pool = createPool(settings.databaseUrl, { max: 5 });
+  const store = new PostgresEventStore({ pool });
+  const logLevel = env.DV_LOG_LEVEL?.trim() || "warn";
+  try {
+    const server = await startBootServer({
+      ...settings.listen,
+      pool,
+      store,
+      boot: settings.config,
+      logger: logLevel === "silent" ? false : { level: logLevel, stream: process.stderr },
+    });
+    return {
+      server,
+      async close() {
+        await server.close();
+        await store.close();
+        await pool.end();
+      },
+    };
+  } catch (error) {
+    await store.close();
+    await pool.end();
+    throw error;
   }
 }
