@@ -152,6 +152,115 @@ async function attemptOnce<Command, Event extends DomainEvent, State>(
   return { streamId, version: result.version, position: result.position, events, attempts: attempt };
 }
 
+/** A stream's state as a caller already holds it (a cache): folded from every event up to `version`. */
+export interface HeldStream<State> {
+  readonly state: State;
+  readonly version: StreamVersion;
+  /** Log position of the stream's last event; null when the stream is empty. */
+  readonly position: LogPosition | null;
+}
+
+/** One command decided on a held state and not stored yet: its events, and the state they lead to. */
+export interface HeldDecision<Command, Event extends DomainEvent, State> {
+  readonly command: Command;
+  readonly events: readonly Event[];
+  readonly scope: Scope;
+  /** The state after these events (the input state when there are none). */
+  readonly state: State;
+}
+
+/** Folds a held stream from a fresh read (loadStream + fold). */
+export async function loadHeld<Event extends DomainEvent, State>(
+  store: Pick<EventStore, "readStream">,
+  handler: Pick<CommandHandler<unknown, Event, State>, "decider" | "eventSchemas">,
+  streamId: string,
+): Promise<HeldStream<State>> {
+  const loaded = await loadStream<Event>(store, streamId, handler.eventSchemas);
+  return { state: fold(handler.decider, loaded.events), version: loaded.version, position: loaded.position };
+}
+
+/**
+ * Decides one command on a state the caller already holds, without reading
+ * the stream: validate, scope, decide, and evolve the state by the decided
+ * events (as encoded, i.e. as a later read would decode them). Pure. Throws
+ * what executeCommand throws before it appends (CommandValidationError,
+ * CommandScopeError, DomainError, EventEncodingError). Decide several in a
+ * row by passing each decision's `state` to the next, then store them with
+ * appendHeld in one append.
+ */
+export function decideHeld<Command, Event extends DomainEvent, State>(
+  handler: CommandHandler<Command, Event, State>,
+  input: unknown,
+  state: State,
+  context: CommandContext,
+): HeldDecision<Command, Event, State> {
+  checkContext(context);
+  const command = parseCommand(handler, input);
+  const scope = eventScope(handler, command, context);
+  const decided = handler.decider.decide(command, state);
+  if (isDomainError(decided)) throw decided;
+  let next = state;
+  for (const event of decided) {
+    const { data } = encodeEvent(event, handler.eventSchemas);
+    next = handler.decider.evolve(next, { type: event.type, data } as Event);
+  }
+  return { command, events: decided, scope, state: next };
+}
+
+/**
+ * Stores decisions taken on `held` in ONE append, with expectedVersion =
+ * held.version: a stream that moved since (another writer) fails the whole
+ * append with ConcurrencyError and nothing is stored; the caller reloads
+ * (loadHeld) and decides again on what is there now. Returns the append's
+ * result and the held stream after it (the last decision's state).
+ */
+export async function appendHeld<Command, Event extends DomainEvent, State>(
+  store: CommandStore,
+  handler: CommandHandler<Command, Event, State>,
+  streamId: string,
+  held: HeldStream<State>,
+  decisions: readonly HeldDecision<Command, Event, State>[],
+  context: CommandContext,
+): Promise<{ result: CommandResult<Event>; held: HeldStream<State> }> {
+  checkContext(context);
+  const last = decisions.at(-1);
+  const drafts = decisions.flatMap((decision) =>
+    decision.events.map((event) => ({ event, scope: decision.scope, id: uuidv7(), ...encodeEvent(event, handler.eventSchemas) })),
+  );
+  if (!last || drafts.length === 0) {
+    return { result: { streamId, version: held.version, position: held.position, events: [], attempts: 1 }, held: last ? { ...held, state: last.state } : held };
+  }
+  const newEvents: NewEvent[] = drafts.map((draft) => ({
+    id: draft.id,
+    type: draft.event.type,
+    schemaVersion: draft.schemaVersion,
+    data: draft.data,
+    ...(context.occurredAt ? { occurredAt: context.occurredAt } : {}),
+    correlationId: context.correlationId,
+    causationId: context.causationId ?? null,
+    actor: context.actor,
+    scope: draft.scope,
+    datacenter: context.datacenter ?? null,
+  }));
+  const appended = await store.append(streamId, newEvents, { expectedVersion: held.version });
+  const events = drafts.map((draft, index): AppendedEvent<Event> => {
+    const written = appended.events[index];
+    if (!written) throw new Error(`store reported ${appended.events.length} events for an append of ${drafts.length}`);
+    return {
+      ...draft.event,
+      data: draft.data,
+      id: written.id,
+      schemaVersion: draft.schemaVersion,
+      streamPosition: written.streamPosition,
+      globalPosition: written.globalPosition,
+    } as AppendedEvent<Event>;
+  });
+  return {
+    result: { streamId, version: appended.version, position: appended.position, events, attempts: 1 },
+    held: { state: last.state, version: appended.version, position: appended.position },
+  };
+}
+
 function satisfies(actual: StreamVersion, expected: ExpectedVersion): boolean {
   switch (expected) {
     case "any":
