@@ -1,0 +1,98 @@
+import { execFile as execFileCb } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { parse } from "yaml";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { QemuRuntime, vmMac } from "../../../adapters/qemu/runtime.ts";
+import { buildSeedIso, seedFiles } from "../../../adapters/qemu/seed.ts";
+import { ensureSeedPayload, type SeedPayload } from "./support/seed-payload.ts";
+import { assertQemuInstalled, testRuntime, until } from "./support/qemu.ts";
+
+const execFile = promisify(execFileCb);
+
+let env: Awaited<ReturnType<typeof testRuntime>>;
+let runtime: QemuRuntime;
+let payload: SeedPayload;
+
+beforeAll(async () => {
+  await assertQemuInstalled();
+  env = await testRuntime("seed");
+  runtime = env.runtime;
+  payload = await ensureSeedPayload();
+}, 120_000);
+
+afterAll(async () => {
+  await env?.cleanup();
+});
+
+describe("NoCloud seed", () => {
+  it("renders meta-data, user-data and network-config as YAML nothing can break out of", () => {
+    const files = seedFiles({
+      instanceId: "vm-1",
+      hostname: "web-1.example.net",
+      sshAuthorizedKeys: ["ssh-ed25519 AAAAC3Nza tenant@laptop", "ssh-ed25519 AAAAC3Nzb dv-debug\nhostname: evil"],
+      nicMacs: [vmMac("vm-1", 0), vmMac("vm-1", 1)],
+    });
+    expect(parse(files["meta-data"])).toEqual({ "instance-id": "vm-1", "local-hostname": "web-1.example.net" });
+    expect(files["user-data"].startsWith("#cloud-config\n")).toBe(true);
+    expect(parse(files["user-data"])).toEqual({
+      hostname: "web-1",
+      fqdn: "web-1.example.net",
+      ssh_authorized_keys: ["ssh-ed25519 AAAAC3Nza tenant@laptop", "ssh-ed25519 AAAAC3Nzb dv-debug\nhostname: evil"],
+    });
+    expect(parse(files["network-config"])).toEqual({
+      version: 2,
+      ethernets: {
+        nic0: { match: { macaddress: vmMac("vm-1", 0) }, "set-name": "eth0", dhcp4: true },
+        nic1: { match: { macaddress: vmMac("vm-1", 1) }, "set-name": "eth1", dhcp4: true },
+      },
+    });
+    expect(() => seedFiles({ instanceId: "vm-1", hostname: "bad host\nx: y" })).toThrow(RangeError);
+    expect(() => seedFiles({ instanceId: "vm 1", hostname: "ok" })).toThrow(RangeError);
+    expect(() => seedFiles({ instanceId: "vm-1", hostname: "ok", userData: "plain text" })).toThrow(RangeError);
+  });
+
+  it("builds an ISO9660 volume labelled cidata holding the three files (genisoimage)", async () => {
+    const iso = await buildSeedIso(join(env.root, "iso", "seed.iso"), { instanceId: "vm-iso", hostname: "iso-host" });
+    const { stdout: pvd } = await execFile("isoinfo", ["-d", "-i", iso]);
+    expect(pvd).toMatch(/^Volume id: cidata$/m);
+    expect(pvd).toMatch(/Joliet/);
+    expect(pvd).toMatch(/Rock Ridge/);
+    const { stdout: metaData } = await execFile("isoinfo", ["-i", iso, "-R", "-x", "/meta-data"]);
+    expect(parse(metaData)).toEqual({ "instance-id": "vm-iso", "local-hostname": "iso-host" });
+    const { stdout: listing } = await execFile("isoinfo", ["-i", iso, "-R", "-f"]);
+    expect(listing.split("\n").filter(Boolean).sort()).toEqual(["/meta-data", "/network-config", "/user-data"]);
+  });
+});
+
+describe("a VM boots the lab's kernel + busybox initrd with its NoCloud seed as a CD-ROM", () => {
+  it("its serial log shows the hostname it read from the seed", async () => {
+    const vmId = "vm-seed";
+    const hostname = `seedling-${randomBytes(3).toString("hex")}`; // a fresh name: a stale log can't pass
+    const mac = vmMac(vmId, 0);
+    const seedIso = await buildSeedIso(join(env.root, "seeds", `${vmId}.iso`), { instanceId: vmId, hostname, nicMacs: [mac] });
+    const started = await runtime.start({
+      vmId,
+      vcpus: 1,
+      memoryMiB: 256,
+      boot: { kind: "kernel", kernel: payload.kernel, initrd: payload.initrd, append: payload.append },
+      nics: [{ model: "e1000" }],
+      seedIso,
+    });
+    expect(started.macs).toEqual([mac]);
+    expect((await runtime.status(vmId)).state).toBe("running");
+
+    const log = runtime.consoleLogPath(vmId);
+    const read = () => readFile(log, "utf8").catch(() => "");
+    // The guest powers itself off after reporting: QEMU exits, the VM is absent.
+    const done = await until(async () => (await runtime.status(vmId)).state === "absent", 75_000);
+    const serial = await read();
+    expect(done, `the guest did not power off; serial log:\n${serial.slice(-3000)}`).toBe(true);
+    expect(serial, serial.slice(-3000)).toContain(`DV-SEED: hostname=${hostname} instance-id=${vmId} label=cidata`);
+    expect(serial).toContain("DV-SEED: user-data: #cloud-config");
+    expect(serial).not.toContain("no cidata CD-ROM found");
+    console.info(`VM ${vmId} serial log (DV-SEED lines):\n${serial.split("\n").filter((l) => l.startsWith("DV-SEED:")).join("\n")}`);
+  }, 100_000);
+});
