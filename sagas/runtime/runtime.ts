@@ -10,15 +10,15 @@ import {
   type SagaBus,
   type WorkResultMessage,
 } from "../../adapters/workers/port.ts";
-import { loadStream } from "../../commands/pipeline.ts";
-import { executeTaskCommand, taskEnvelopeScope } from "../../commands/task/index.ts";
+import { ConcurrencyError } from "../../adapters/eventstore/errors.ts";
+import { appendHeld, decideHeld, loadHeld, type HeldDecision, type HeldStream } from "../../commands/pipeline.ts";
+import { executeTaskCommand, taskEnvelopeScope, taskHandler } from "../../commands/task/index.ts";
 import type { Actor, Scope } from "../../domain/shared/envelope.ts";
-import { fold } from "../../domain/shared/decider.ts";
 import { isDomainError } from "../../domain/shared/errors.ts";
-import type { TaskCommandInput } from "../../domain/task/commands.ts";
+import type { TaskCommand, TaskCommandInput } from "../../domain/task/commands.ts";
 import { taskDecider } from "../../domain/task/decider.ts";
 import { taskEventSchemas, type TaskEvent } from "../../domain/task/events.ts";
-import { isTerminal, type ExistingTask } from "../../domain/task/state.ts";
+import { isTerminal, type ExistingTask, type TaskState } from "../../domain/task/state.ts";
 import { taskStreamId } from "../../domain/task/stream.ts";
 import { DEFAULT_BACKOFF, retryAt, backoffDelayMs, type BackoffPolicy } from "./backoff.ts";
 import { decideResult, reactToRetryTimer, reactToTaskEvent, reactToWaitEvent, type SagaAction } from "./engine.ts";
@@ -33,6 +33,7 @@ import {
   trackWork,
   type DueTimer,
 } from "./state-store.ts";
+import { TaskCache, versionNumber, type CachedTask } from "./task-cache.ts";
 import { isInlineStep, isWaitStep, type SagaTrigger, type TaskSaga, type TriggerEvent, type WaitCompletion } from "./types.ts";
 
 /** A wait step that one completion event type may complete. */
@@ -70,6 +71,11 @@ export interface SagaRuntimeOptions<Deps = unknown> {
   readonly clock?: () => Date;
   readonly random?: () => number;
   readonly onError?: (error: unknown, context: string) => void;
+  /**
+   * Tasks whose folded state the runtime keeps between messages (default
+   * 10 000, least recently used out; 0: read the stream for every message).
+   */
+  readonly taskCacheSize?: number;
 }
 
 export interface SagaRuntimeStats {
@@ -78,9 +84,79 @@ export interface SagaRuntimeStats {
   readonly timersFired: number;
   readonly deadLettered: number;
   readonly workPublished: number;
+  /** Task stream reads (a message the cached state could not serve, a timer, a health check, a retry after a conflict). */
+  readonly taskLoads: number;
+  /** Appends to task streams (each may carry the events of several commands). */
+  readonly taskAppends: number;
+  /** Relayed task events this runtime had already reacted to right after appending them: nothing to do. */
+  readonly eventsAlreadyReacted: number;
 }
 
-type ParsedEvent = { readonly id: string; readonly correlationId: string; readonly event: TaskEvent; readonly taskId: string };
+type ParsedEvent = {
+  readonly id: string;
+  readonly correlationId: string;
+  readonly event: TaskEvent;
+  readonly taskId: string;
+  /** The event's position in the task's stream (null when the message does not say). */
+  readonly streamPosition: number | null;
+};
+
+type Meta = { readonly correlationId: string; readonly causationId: string | null };
+
+/** Reactions chained in one message at most; the rest come back as relayed events. */
+const MAX_CHAINED_EVENTS = 200;
+
+/**
+ * One message's work on one task: the state it decides on (the stored
+ * state plus the decisions not stored yet), and the events decided in it
+ * whose reaction is still to run. Decisions are stored in one append before
+ * any side effect (work, timers, inline steps) and at the end.
+ */
+class TaskSession {
+  stored: HeldStream<ExistingTask>;
+  task: ExistingTask;
+  pending: HeldDecision<TaskCommand, TaskEvent, TaskState>[] = [];
+  pendingEvents = 0;
+  readonly queue: Array<{ readonly position: number; readonly event: TaskEvent }> = [];
+  readonly reacted: number[] = [];
+  appended = false;
+  forgotTask = false;
+  /** Whether the state may go into the cache when the session ends well. */
+  keep = true;
+
+  constructor(
+    readonly taskId: string,
+    readonly scope: Scope,
+    held: HeldStream<ExistingTask>,
+    /** The cache entry the state came from; null when read (or seeded) for this session. */
+    readonly base: CachedTask | null,
+    readonly meta: Meta,
+    readonly chain: boolean,
+  ) {
+    this.stored = held;
+    this.task = held.state;
+  }
+
+  /** The stream position the next decided event will get. */
+  get nextPosition(): number {
+    return versionNumber(this.stored.version) + 1 + this.pendingEvents;
+  }
+}
+
+interface SessionOptions {
+  /** Read the stream, whatever the cache holds. */
+  readonly fresh?: boolean;
+  /** The cached state must include this stream position (a relayed event's). */
+  readonly atLeast?: number | null;
+  /** The cached state must pass this (else read): e.g. know the request a result answers. */
+  readonly usable?: (task: ExistingTask) => boolean;
+  /** The state when the cache has none, instead of a read (a relayed TaskCreated at position 0). */
+  readonly seed?: HeldStream<ExistingTask>;
+  /** React to the session's own events right away, as their relayed copies would (default true). */
+  readonly chain?: boolean;
+  /** Keep the state in the cache afterwards (default true). */
+  readonly cache?: boolean;
+}
 
 /**
  * Drives every task whose kind one of `sagas` declares: consumes task events
@@ -91,7 +167,7 @@ type ParsedEvent = { readonly id: string; readonly correlationId: string; readon
  */
 export class SagaRuntime<Deps = unknown> {
   private readonly sagas = new Map<string, TaskSaga<Deps>>();
-  private readonly scopes = new Map<string, Scope>();
+  private readonly cache: TaskCache;
   private readonly lastSeen = new Map<string, Date>();
   private readonly queues = new Map<string, Promise<void>>();
   private consumptions: Consumption[] = [];
@@ -100,9 +176,10 @@ export class SagaRuntime<Deps = unknown> {
   private running = false;
   private stopController = new AbortController();
   private watchingSince = new Date(0);
-  private counters = { eventsHandled: 0, resultsHandled: 0, timersFired: 0, deadLettered: 0, workPublished: 0 };
+  private counters = { eventsHandled: 0, resultsHandled: 0, timersFired: 0, deadLettered: 0, workPublished: 0, taskLoads: 0, taskAppends: 0, eventsAlreadyReacted: 0 };
 
   constructor(private readonly options: SagaRuntimeOptions<Deps>) {
+    this.cache = new TaskCache(options.taskCacheSize ?? 10_000);
     for (const saga of options.sagas) {
       if (this.sagas.has(saga.kind)) throw new Error(`two sagas drive task kind ${saga.kind}`);
       this.sagas.set(saga.kind, saga);
@@ -203,10 +280,10 @@ export class SagaRuntime<Deps = unknown> {
         const taskId = await registration.completion.taskIdOf(event, this.options.deps as Deps);
         if (!taskId) continue;
         await this.serially(taskId, async () => {
-          const task = await this.loadTask(taskId);
-          if (!task || task.kind !== registration.saga.kind) return;
-          const actions = reactToWaitEvent(registration.saga, task, registration.step);
-          await this.perform(registration.saga, task, actions, { correlationId: event.correlationId, causationId: event.id });
+          await this.withTask(taskId, { fresh: true }, { correlationId: event.correlationId, causationId: event.id }, async (s) => {
+            if (s.task.kind !== registration.saga.kind) return;
+            await this.perform(registration.saga, s, reactToWaitEvent(registration.saga, s.task, registration.step));
+          });
         });
       }
       this.counters.eventsHandled += 1;
@@ -287,12 +364,10 @@ export class SagaRuntime<Deps = unknown> {
     try {
       await this.options.bus.deadLetter(delivery, text);
       if (taskId) {
-        await this.send(taskId, { type: "FailTask", taskId, code: "poison_message", reason: text.slice(0, 4000) || "poison message", at: this.iso() }, {
-          correlationId: delivery.headers["Dv-Correlation-Id"] ?? uuidv7(),
-          causationId: null,
-        }).catch((failure: unknown) => {
-          // No such task (a forged message): the dead letter is the record.
-          if ((failure as { code?: unknown }).code !== "task_not_found") throw failure;
+        // No such task (a forged message): the dead letter is the record.
+        await this.withTask(taskId, { fresh: true }, { correlationId: delivery.headers["Dv-Correlation-Id"] ?? uuidv7(), causationId: null }, async (s) => {
+          const saga = this.sagas.get(s.task.kind) ?? { kind: s.task.kind, steps: {} };
+          await this.perform(saga, s, [{ type: "command", command: { type: "FailTask", taskId, code: "poison_message", reason: text.slice(0, 4000) || "poison message", at: this.iso() } }]);
         });
       }
       this.counters.deadLettered += 1;
@@ -304,43 +379,170 @@ export class SagaRuntime<Deps = unknown> {
   }
 
   private async handleTaskEvent(message: ParsedEvent): Promise<void> {
-    const task = await this.loadTask(message.taskId);
-    if (!task) throw new Error(`task ${message.taskId} has an event ${message.event.type} but no stream`);
-    const saga = this.sagas.get(task.kind);
-    if (!saga) return; // another runtime's task kind
-    const now = this.now();
-    const actions = reactToTaskEvent(saga, message.event, task, now);
-    await this.perform(saga, task, actions, { correlationId: message.correlationId, causationId: message.id });
+    const meta = { correlationId: message.correlationId, causationId: message.id };
+    const seed = message.streamPosition === 0 && message.event.type === "TaskCreated" ? seedFromCreated(message.event) : undefined;
+    const session = await this.withTask(message.taskId, { atLeast: message.streamPosition, ...(seed ? { seed } : {}) }, meta, async (s) => {
+      const saga = this.sagas.get(s.task.kind);
+      if (!saga) {
+        s.keep = false; // another runtime's task kind
+        return;
+      }
+      if (message.streamPosition !== null && s.base?.reacted.has(message.streamPosition)) {
+        this.counters.eventsAlreadyReacted += 1; // reacted to in full when this runtime appended it
+        return;
+      }
+      await this.perform(saga, s, reactToTaskEvent(saga, message.event, s.task, this.now()));
+    });
+    if (!session) throw new Error(`task ${message.taskId} has an event ${message.event.type} but no stream`);
   }
 
   private async handleResult(result: WorkResultMessage, correlationId: string): Promise<void> {
-    const task = await this.loadTask(result.taskId);
-    if (!task) throw new Error(`result ${result.requestId} names task ${result.taskId}, which does not exist`);
     const meta = { correlationId, causationId: null };
-    const saga = this.sagas.get(task.kind);
-    const step = task.steps.find((s) => s.name === result.step);
-    const attempt = Math.max(1, step?.attemptsInBudget ?? 1);
-    const when = retryAt(this.now(), attempt, this.options.retryBackoff ?? DEFAULT_BACKOFF, this.random);
-    const commands = decideResult(saga ?? { kind: task.kind, steps: {} }, task, result, { at: this.iso(), retryAt: when.toISOString() });
-    for (const command of commands) await this.send(task.taskId, command, meta);
+    // A cached state that does not know this request as the step's current one may be behind: read.
+    const usable = (task: ExistingTask) => {
+      const step = task.steps.find((s) => s.name === result.step);
+      return !isTerminal(task) && step?.status === "running" && step.request?.requestId === result.requestId && step.request.outstanding;
+    };
+    const session = await this.withTask(result.taskId, { usable }, meta, async (s) => {
+      const task = s.task;
+      const saga = this.sagas.get(task.kind);
+      const step = task.steps.find((x) => x.name === result.step);
+      const attempt = Math.max(1, step?.attemptsInBudget ?? 1);
+      const when = retryAt(this.now(), attempt, this.options.retryBackoff ?? DEFAULT_BACKOFF, this.random);
+      const commands = decideResult(saga ?? { kind: task.kind, steps: {} }, task, result, { at: this.iso(), retryAt: when.toISOString() });
+      await this.perform(saga ?? { kind: task.kind, steps: {} }, s, commands.map((command) => ({ type: "command" as const, command })));
+    });
+    if (!session) throw new Error(`result ${result.requestId} names task ${result.taskId}, which does not exist`);
     if (result.kind === "progress") return;
-    await forgetWork(this.options.pool, result.requestId);
+    if (!session.forgotTask) await forgetWork(this.options.pool, result.requestId); // forget-task already removed it
+  }
+
+  // --- task sessions -------------------------------------------------------------------------
+
+  /**
+   * Runs `work` on the task's state: the cached one when it serves
+   * (`options`), else read from the stream. Decisions are appended with the
+   * version they were taken on; a ConcurrencyError (another writer: the API,
+   * another runtime, a timer) drops the cache entry and runs `work` again on
+   * a fresh read, so every decision stands on the stream as stored. Returns
+   * the session, or null when the task does not exist.
+   */
+  private async withTask(taskId: string, options: SessionOptions, meta: Meta, work: (s: TaskSession) => Promise<void>): Promise<TaskSession | null> {
+    for (let attempt = 1; ; attempt++) {
+      const s = await this.open(taskId, attempt === 1 ? options : { ...options, fresh: true }, meta);
+      if (!s) return null;
+      try {
+        await work(s);
+        await this.drain(s);
+        await this.flush(s);
+        if (options.cache !== false && s.keep) this.keep(s);
+        else if (s.appended) this.cache.delete(taskId);
+        return s;
+      } catch (error) {
+        this.cache.delete(taskId);
+        if (!(error instanceof ConcurrencyError) || attempt >= 10) throw error;
+        await new Promise((resolve) => setTimeout(resolve, this.random() * Math.min(50, 5 * 2 ** attempt)));
+      }
+    }
+  }
+
+  private async open(taskId: string, options: SessionOptions, meta: Meta): Promise<TaskSession | null> {
+    const chain = options.chain !== false;
+    let entry = options.fresh ? undefined : this.cache.get(taskId);
+    if (entry && options.atLeast != null && versionNumber(entry.held.version) < options.atLeast) entry = undefined;
+    if (entry && options.usable && !options.usable(entry.held.state)) entry = undefined;
+    if (entry) return new TaskSession(taskId, entry.scope, entry.held, entry, meta, chain);
+    if (!options.fresh && options.seed) return new TaskSession(taskId, taskEnvelopeScope(options.seed.state.scope), options.seed, null, meta, chain);
+    this.counters.taskLoads += 1;
+    const held = await loadHeld<TaskEvent, TaskState>(this.options.store, taskHandler, taskStreamId(taskId));
+    if (!held.state.exists) return null;
+    return new TaskSession(taskId, taskEnvelopeScope(held.state.scope), held as HeldStream<ExistingTask>, null, meta, chain);
+  }
+
+  /**
+   * Decides a command on the session's state; stored at the next flush. A
+   * refused command first stores what was decided before it (as when each
+   * command was appended on its own), then throws.
+   */
+  private async decide(s: TaskSession, command: TaskCommandInput): Promise<void> {
+    let decision: HeldDecision<TaskCommand, TaskEvent, TaskState>;
+    try {
+      decision = decideHeld(taskHandler, command, s.task, this.context(s));
+    } catch (error) {
+      await this.flush(s);
+      throw error;
+    }
+    const first = s.nextPosition;
+    s.pending.push(decision);
+    s.pendingEvents += decision.events.length;
+    s.task = decision.state as ExistingTask;
+    decision.events.forEach((event, index) => s.queue.push({ position: first + index, event }));
+  }
+
+  /** Stores the session's decisions in one append, with the version they were decided on. */
+  private async flush(s: TaskSession): Promise<void> {
+    if (s.pending.length === 0) return;
+    const { held } = await appendHeld(this.options.store, taskHandler, taskStreamId(s.taskId), s.stored as HeldStream<TaskState>, s.pending, this.context(s));
+    this.counters.taskAppends += 1;
+    s.stored = { ...held, state: held.state as ExistingTask };
+    s.pending = [];
+    s.pendingEvents = 0;
+    s.appended = true;
+  }
+
+  /**
+   * Reacts to the events the session decided, in order, as their relayed
+   * copies would (one at a time, each on the state after everything before
+   * it): so StartStep's TaskStepStarted leads to RequestWork in the same
+   * append. A reaction that fails is left to the relayed copy (it is not
+   * marked as done, so it is redelivered and dead-lettered on its own).
+   */
+  private async drain(s: TaskSession): Promise<void> {
+    const saga = this.sagas.get(s.task.kind);
+    if (!s.chain || !saga) {
+      s.queue.length = 0;
+      return;
+    }
+    for (let handled = 0; s.queue.length > 0 && handled < MAX_CHAINED_EVENTS; handled++) {
+      const { position, event } = s.queue.shift()!;
+      try {
+        await this.perform(saga, s, reactToTaskEvent(saga, event, s.task, this.now()));
+        s.reacted.push(position);
+      } catch (error) {
+        if (error instanceof ConcurrencyError) throw error;
+        this.report(error, `task ${s.taskId}: reacting to ${event.type} at ${position} right away (its relayed copy will try again)`);
+      }
+    }
+    s.queue.length = 0;
+  }
+
+  /** The session's state into the cache, unless the cache meanwhile holds a newer one. */
+  private keep(s: TaskSession): void {
+    const current = this.cache.peek(s.taskId);
+    if (current && current !== s.base && versionNumber(current.held.version) >= versionNumber(s.stored.version)) return;
+    const reacted = new Set<number>(current && current === s.base ? current.reacted : []);
+    for (const position of s.reacted) reacted.add(position);
+    this.cache.set(s.taskId, { held: s.stored, scope: s.scope, reacted });
+  }
+
+  private context(s: TaskSession) {
+    return { actor: SAGA_ACTOR, correlationId: s.meta.correlationId, causationId: s.meta.causationId, scope: s.scope, occurredAt: this.now() };
   }
 
   // --- actions -------------------------------------------------------------------------------
 
-  private async perform(
-    saga: TaskSaga<Deps>,
-    task: ExistingTask,
-    actions: readonly SagaAction[],
-    meta: { correlationId: string; causationId: string | null },
-  ): Promise<void> {
+  /** Commands are decided on the session's state; anything else first stores what is decided, then acts. */
+  private async perform(saga: TaskSaga<Deps>, s: TaskSession, actions: readonly SagaAction[]): Promise<void> {
     const pool = this.options.pool;
+    const meta = s.meta;
     for (const action of actions) {
+      if (action.type === "command") {
+        await this.decide(s, action.command);
+        continue;
+      }
+      await this.flush(s);
+      const task = s.task;
       switch (action.type) {
-        case "command":
-          await this.send(task.taskId, action.command, meta);
-          break;
         case "publish-work":
           await trackWork(pool, {
             requestId: action.requestId,
@@ -374,11 +576,11 @@ export class SagaRuntime<Deps = unknown> {
           } catch (error) {
             // The fact came and says no (the installer reported failure): the task fails with its words.
             if (!isDomainError(error)) throw error;
-            await this.send(task.taskId, { type: "FailTask", taskId: task.taskId, code: error.code.slice(0, 100), reason: `step ${action.step}: ${error.message}`.slice(0, 4000), at: this.iso() }, meta);
+            await this.decide(s, { type: "FailTask", taskId: task.taskId, code: error.code.slice(0, 100), reason: `step ${action.step}: ${error.message}`.slice(0, 4000), at: this.iso() });
             break;
           }
-          if (output) await this.send(task.taskId, { type: "CompleteStep", taskId: task.taskId, step: action.step, output, at: this.iso() }, meta);
-          else await this.send(task.taskId, { type: "ReportProgress", taskId: task.taskId, step: action.step, percent: 0, message: definition.waitingFor.slice(0, 500), at: this.iso() }, meta);
+          if (output) await this.decide(s, { type: "CompleteStep", taskId: task.taskId, step: action.step, output, at: this.iso() });
+          else await this.decide(s, { type: "ReportProgress", taskId: task.taskId, step: action.step, percent: 0, message: definition.waitingFor.slice(0, 500), at: this.iso() });
           break;
         }
         case "run-step": {
@@ -390,10 +592,10 @@ export class SagaRuntime<Deps = unknown> {
           } catch (error) {
             // A business rule said no (the project was archived meanwhile): retrying cannot help, the task fails with the rule's words.
             if (!isDomainError(error)) throw error;
-            await this.send(task.taskId, { type: "FailTask", taskId: task.taskId, code: error.code.slice(0, 100), reason: `step ${action.step}: ${error.message}`.slice(0, 4000), at: this.iso() }, meta);
+            await this.decide(s, { type: "FailTask", taskId: task.taskId, code: error.code.slice(0, 100), reason: `step ${action.step}: ${error.message}`.slice(0, 4000), at: this.iso() });
             break;
           }
-          await this.send(task.taskId, { type: "CompleteStep", taskId: task.taskId, step: action.step, output, at: this.iso() }, meta);
+          await this.decide(s, { type: "CompleteStep", taskId: task.taskId, step: action.step, output, at: this.iso() });
           break;
         }
         case "schedule":
@@ -401,7 +603,7 @@ export class SagaRuntime<Deps = unknown> {
           break;
         case "forget-task":
           await forgetTask(pool, task.taskId);
-          this.scopes.delete(task.taskId); // a late message loads it again
+          s.forgotTask = true;
           break;
         case "forget-work":
           await forgetWork(pool, action.requestId);
@@ -417,29 +619,6 @@ export class SagaRuntime<Deps = unknown> {
           break;
       }
     }
-  }
-
-  /** Sends one task command under the task's own scope. */
-  private async send(taskId: string, command: TaskCommandInput, meta: { correlationId: string; causationId: string | null }): Promise<void> {
-    const scope = this.scopes.get(taskId) ?? (await this.loadTask(taskId).then((task) => (task ? this.scopes.get(taskId) : undefined)));
-    if (!scope) {
-      const error = new Error(`task ${taskId} does not exist`);
-      throw Object.assign(error, { code: "task_not_found" });
-    }
-    await executeTaskCommand(
-      this.options.store,
-      command,
-      { actor: SAGA_ACTOR, correlationId: meta.correlationId, causationId: meta.causationId, scope, occurredAt: this.now() },
-      { maxRetries: 10 },
-    );
-  }
-
-  private async loadTask(taskId: string): Promise<ExistingTask | null> {
-    const loaded = await loadStream<TaskEvent>(this.options.store, taskStreamId(taskId), taskEventSchemas);
-    const state = fold(taskDecider, loaded.events);
-    if (!state.exists) return null;
-    if (!this.scopes.has(taskId)) this.scopes.set(taskId, taskEnvelopeScope(state.scope));
-    return state;
   }
 
   // --- timers --------------------------------------------------------------------------------
@@ -467,18 +646,25 @@ export class SagaRuntime<Deps = unknown> {
     }
   }
 
+  /**
+   * Runs inside fireDueTimers' transaction, which holds the timer's row: not
+   * in the task's queue and without chained reactions (those may touch the
+   * task's timers: forget-task would wait for that row forever).
+   */
   private async fire(timer: DueTimer): Promise<void> {
-    const task = await this.loadTask(timer.taskId);
-    if (!task || isTerminal(task)) return;
     const meta = { correlationId: `timer:${timer.taskId}:${timer.kind}:${timer.key}`, causationId: null };
-    if (timer.kind === "deadline") {
-      await this.send(task.taskId, { type: "ExpireDeadline", taskId: task.taskId, at: this.iso() }, meta);
-      return;
-    }
-    const saga = this.sagas.get(task.kind);
-    if (!saga) return;
-    const step = typeof timer.payload.step === "string" ? timer.payload.step : timer.key;
-    await this.perform(saga, task, reactToRetryTimer(saga, task, step, this.now()), meta);
+    await this.withTask(timer.taskId, { fresh: true, chain: false, cache: false }, meta, async (s) => {
+      const task = s.task;
+      if (isTerminal(task)) return;
+      if (timer.kind === "deadline") {
+        await this.decide(s, { type: "ExpireDeadline", taskId: task.taskId, at: this.iso() });
+        return;
+      }
+      const saga = this.sagas.get(task.kind);
+      if (!saga) return;
+      const step = typeof timer.payload.step === "string" ? timer.payload.step : timer.key;
+      await this.perform(saga, s, reactToRetryTimer(saga, task, step, this.now()));
+    });
   }
 
   // --- health --------------------------------------------------------------------------------
@@ -527,11 +713,11 @@ export class SagaRuntime<Deps = unknown> {
       try {
         if (!health.up && !work.blocked) {
           await this.serially(work.taskId, () =>
-            this.send(work.taskId, { type: "BlockTask", taskId: work.taskId, dependency, kind: "hard", reason: health.reason, at: now.toISOString() }, meta),
+            this.command(work.taskId, { type: "BlockTask", taskId: work.taskId, dependency, kind: "hard", reason: health.reason, at: now.toISOString() }, meta),
           );
           await markBlocked(this.options.pool, work.taskId, work.service, work.datacenter, true);
         } else if (health.up && work.blocked) {
-          await this.serially(work.taskId, () => this.send(work.taskId, { type: "UnblockTask", taskId: work.taskId, dependency, at: now.toISOString() }, meta));
+          await this.serially(work.taskId, () => this.command(work.taskId, { type: "UnblockTask", taskId: work.taskId, dependency, at: now.toISOString() }, meta));
           await markBlocked(this.options.pool, work.taskId, work.service, work.datacenter, false);
         }
       } catch (error) {
@@ -542,6 +728,15 @@ export class SagaRuntime<Deps = unknown> {
   }
 
   // --- helpers -------------------------------------------------------------------------------
+
+  /** One command on a fresh read of the task (and what it leads to); throws code task_not_found when there is none. */
+  private async command(taskId: string, command: TaskCommandInput, meta: Meta): Promise<void> {
+    const session = await this.withTask(taskId, { fresh: true }, meta, async (s) => {
+      const saga = this.sagas.get(s.task.kind) ?? { kind: s.task.kind, steps: {} };
+      await this.perform(saga, s, [{ type: "command", command }]);
+    });
+    if (!session) throw Object.assign(new Error(`task ${taskId} does not exist`), { code: "task_not_found" });
+  }
 
   private now(): Date {
     return this.options.clock ? this.options.clock() : new Date();
@@ -591,7 +786,7 @@ export function parseTriggerEvent(delivery: Pick<Delivery, "data">): TriggerEven
 
 /** A relayed task event (adapters/nats/relay.ts RelayedEvent) as the engine needs it; throws when it is not one. */
 export function parseTaskEvent(delivery: Pick<Delivery, "data">): ParsedEvent {
-  const body = JSON.parse(new TextDecoder().decode(delivery.data)) as { id?: unknown; type?: unknown; data?: unknown; correlationId?: unknown };
+  const body = JSON.parse(new TextDecoder().decode(delivery.data)) as { id?: unknown; type?: unknown; data?: unknown; correlationId?: unknown; streamPosition?: unknown };
   if (typeof body.type !== "string" || !(body.type in taskEventSchemas)) throw new Error(`not a task event: type ${JSON.stringify(body.type)}`);
   const schema = taskEventSchemas[body.type as keyof typeof taskEventSchemas].schema;
   const data = schema.parse(body.data) as { taskId: string };
@@ -601,7 +796,14 @@ export function parseTaskEvent(delivery: Pick<Delivery, "data">): ParsedEvent {
     correlationId: typeof body.correlationId === "string" && body.correlationId ? body.correlationId : body.id,
     event: { type: body.type, data } as TaskEvent,
     taskId: data.taskId,
+    streamPosition: typeof body.streamPosition === "number" && Number.isInteger(body.streamPosition) && body.streamPosition >= 0 ? body.streamPosition : null,
   };
+}
+
+/** A task's state from its TaskCreated alone (position 0): what a read would fold if nothing followed it yet. */
+function seedFromCreated(event: TaskEvent): HeldStream<ExistingTask> | undefined {
+  const state = taskDecider.evolve(taskDecider.initialState, event);
+  return state.exists ? { state, version: 0, position: null } : undefined;
 }
 
 function errorText(error: unknown): string {
