@@ -68,7 +68,7 @@ describe("NoCloud seed", () => {
 });
 
 describe("a VM boots the lab's kernel + busybox initrd with its NoCloud seed as a CD-ROM", () => {
-  it("its serial log shows the hostname it read from the seed", async () => {
+  it("its serial log shows the hostname it read from the seed; reboot boots it again; stop's ACPI button is obeyed", async () => {
     const vmId = "vm-seed";
     const hostname = `seedling-${randomBytes(3).toString("hex")}`; // a fresh name: a stale log can't pass
     const mac = vmMac(vmId, 0);
@@ -85,14 +85,38 @@ describe("a VM boots the lab's kernel + busybox initrd with its NoCloud seed as 
     expect((await runtime.status(vmId)).state).toBe("running");
 
     const log = runtime.consoleLogPath(vmId);
-    const read = () => readFile(log, "utf8").catch(() => "");
-    // The guest powers itself off after reporting: QEMU exits, the VM is absent.
-    const done = await until(async () => (await runtime.status(vmId)).state === "absent", 75_000);
-    const serial = await read();
-    expect(done, `the guest did not power off; serial log:\n${serial.slice(-3000)}`).toBe(true);
-    expect(serial, serial.slice(-3000)).toContain(`DV-SEED: hostname=${hostname} instance-id=${vmId} label=cidata`);
-    expect(serial).toContain("DV-SEED: user-data: #cloud-config");
-    expect(serial).not.toContain("no cidata CD-ROM found");
-    console.info(`VM ${vmId} serial log (DV-SEED lines):\n${serial.split("\n").filter((l) => l.startsWith("DV-SEED:")).join("\n")}`);
-  }, 100_000);
+    const serial = () => readFile(log, "utf8").catch(() => "");
+    const count = (text: string, needle: string) => text.split(needle).length - 1;
+    const seedLine = `DV-SEED: hostname=${hostname} instance-id=${vmId} label=cidata`;
+    const waiting = "DV-SEED: waiting for the ACPI power button";
+    const booted = async (times: number) => {
+      const ok = await until(async () => {
+        const text = await serial();
+        return count(text, waiting) >= times || text.includes("no ACPI power button") || (await runtime.status(vmId)).state === "absent";
+      }, 75_000);
+      const text = await serial();
+      expect(ok && count(text, waiting) >= times, `boot ${times} did not reach the power button wait; serial log:\n${text.slice(-3000)}`).toBe(true);
+      return text;
+    };
+
+    const first = await booted(1);
+    expect(count(first, seedLine)).toBe(1);
+    expect(first).toContain("DV-SEED: user-data: #cloud-config");
+    expect(first).not.toContain("no cidata CD-ROM found");
+
+    // A hard reset: the same QEMU process, the guest boots again and reads its seed again.
+    const pid = started.pid;
+    await runtime.reboot(vmId);
+    const second = await booted(2);
+    expect(count(second, seedLine)).toBe(2);
+    expect((await runtime.status(vmId)).pid).toBe(pid);
+
+    // The guest obeys the ACPI power button: stop ends with "acpi", no quit needed.
+    const stopped = await runtime.stop(vmId, { acpiTimeoutMs: 30_000 });
+    const last = await serial();
+    expect(stopped.method, last.slice(-2000)).toBe("acpi");
+    expect(last).toContain("DV-SEED: ACPI power button pressed");
+    expect(await runtime.status(vmId)).toEqual({ vmId, state: "absent", pid: null });
+    console.info(`VM ${vmId} serial log (DV-SEED lines), stop took ${stopped.durationMs} ms by ${stopped.method}:\n${last.split("\n").filter((l) => l.startsWith("DV-SEED:")).join("\n")}`);
+  }, 170_000);
 });

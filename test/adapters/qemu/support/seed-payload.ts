@@ -16,7 +16,10 @@ import { ensureInstallerPayload, LAB_CACHE_DIR, newcArchive } from "../../../sup
  *
  *   DV-SEED: hostname=<hostname> instance-id=<id> label=<label>
  *
- * on ttyS0, then power off (QEMU exits). Lines start with `DV-SEED:`.
+ * on ttyS0. Then it waits for the ACPI power button (evdev + button
+ * modules; the "Power Button" input device), as a guest OS would, and powers
+ * off when it is pressed (QEMU exits), or after 120 s without it. Lines start
+ * with `DV-SEED:`.
  */
 
 export const SEED_INIT = `#!/bin/busybox sh
@@ -24,7 +27,7 @@ export const SEED_INIT = `#!/bin/busybox sh
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 say() { echo "DV-SEED: $*"; }
 say "userspace up on kernel $(uname -r)"
-for m in scsi_common scsi_mod libata ata_piix cdrom sr_mod isofs; do
+for m in scsi_common scsi_mod libata ata_piix cdrom sr_mod isofs evdev button; do
   insmod /modules/$m.ko || say "insmod $m failed"
 done
 # (Debian's busybox-static has no blkid: the ISO9660 volume id is 32 bytes at 32768 + 40)
@@ -52,7 +55,19 @@ else
     say "mount $DEV failed"
   fi
 fi
+BTN=
+for e in /sys/class/input/event*; do
+  [ "$(cat "$e/device/name" 2>/dev/null)" = "Power Button" ] && BTN=/dev/input/\${e##*/} && break
+done
+if [ -n "$BTN" ]; then
+  say "waiting for the ACPI power button on $BTN"
+  # one input_event (24 bytes on x86_64) = the button was pressed
+  if timeout 120 dd if="$BTN" of=/dev/null bs=24 count=1 2>/dev/null; then say "ACPI power button pressed"; fi
+else
+  say "no ACPI power button device"
+fi
 say "powering off"
+sync
 poweroff -f
 while :; do sleep 60; done
 `;
@@ -65,6 +80,8 @@ const MODULES = [
   "kernel/drivers/cdrom/cdrom.ko",
   "kernel/drivers/scsi/sr_mod.ko",
   "kernel/fs/isofs/isofs.ko",
+  "kernel/drivers/input/evdev.ko",
+  "kernel/drivers/acpi/button.ko",
 ];
 
 export interface SeedPayload {
@@ -91,7 +108,7 @@ async function build(): Promise<SeedPayload> {
   const kernelDeb = files.filter((f) => /^linux-image-\d[^_]*-amd64_.*\.deb$/.test(f)).at(-1);
   const busyboxDeb = files.filter((f) => /^busybox-static_.*\.deb$/.test(f)).at(-1);
   if (!kernelDeb || !busyboxDeb) throw new Error(`no kernel / busybox-static .deb in ${debs}`);
-  const key = createHash("sha256").update("seed-2").update(SEED_INIT).update(kernelDeb).update(busyboxDeb).digest("hex").slice(0, 12);
+  const key = createHash("sha256").update("seed-3").update(SEED_INIT).update(kernelDeb).update(busyboxDeb).digest("hex").slice(0, 12);
   const dir = join(LAB_CACHE_DIR, `seed-payload-${key}`);
   const initrd = join(dir, "initrd.gz");
   const result = { kernel: base.kernel, initrd, append: "console=ttyS0 quiet panic=-1" };
