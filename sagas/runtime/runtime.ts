@@ -121,6 +121,9 @@ class TaskSession {
   readonly reacted: number[] = [];
   appended = false;
   forgotTask = false;
+  /** An answered request to forget with the next trackWork (one statement), and those forgotten so far. */
+  forgetOnTrack: string | null = null;
+  readonly forgotten = new Set<string>();
   /** Whether the state may go into the cache when the session ends well. */
   keep = true;
 
@@ -404,6 +407,7 @@ export class SagaRuntime<Deps = unknown> {
       return !isTerminal(task) && step?.status === "running" && step.request?.requestId === result.requestId && step.request.outstanding;
     };
     const session = await this.withTask(result.taskId, { usable }, meta, async (s) => {
+      if (result.kind !== "progress") s.forgetOnTrack = result.requestId;
       const task = s.task;
       const saga = this.sagas.get(task.kind);
       const step = task.steps.find((x) => x.name === result.step);
@@ -414,7 +418,8 @@ export class SagaRuntime<Deps = unknown> {
     });
     if (!session) throw new Error(`result ${result.requestId} names task ${result.taskId}, which does not exist`);
     if (result.kind === "progress") return;
-    if (!session.forgotTask) await forgetWork(this.options.pool, result.requestId); // forget-task already removed it
+    // Unless forget-task, forget-work or the next request's trackWork already removed it.
+    if (!session.forgotTask && !session.forgotten.has(result.requestId)) await forgetWork(this.options.pool, result.requestId);
   }
 
   // --- task sessions -------------------------------------------------------------------------
@@ -543,7 +548,8 @@ export class SagaRuntime<Deps = unknown> {
       await this.flush(s);
       const task = s.task;
       switch (action.type) {
-        case "publish-work":
+        case "publish-work": {
+          const forget = s.forgetOnTrack !== action.requestId ? s.forgetOnTrack : null;
           await trackWork(pool, {
             requestId: action.requestId,
             taskId: task.taskId,
@@ -552,7 +558,9 @@ export class SagaRuntime<Deps = unknown> {
             action: action.action,
             datacenter: action.datacenter,
             requestedAt: this.now(),
-          });
+          }, forget ?? undefined);
+          if (forget) s.forgotten.add(forget);
+          s.forgetOnTrack = null;
           await this.options.bus.publishWork({
             requestId: action.requestId,
             taskId: task.taskId,
@@ -567,6 +575,7 @@ export class SagaRuntime<Deps = unknown> {
           });
           this.counters.workPublished += 1;
           break;
+        }
         case "check-wait": {
           const definition = saga.steps[action.step];
           if (!definition || !isWaitStep(definition)) throw new Error(`saga ${saga.kind}: step ${action.step} is not a wait step`);
@@ -607,6 +616,7 @@ export class SagaRuntime<Deps = unknown> {
           break;
         case "forget-work":
           await forgetWork(pool, action.requestId);
+          s.forgotten.add(action.requestId);
           break;
         case "cancel-work":
           await this.options.bus.publishCancel(action.service, { requestId: action.requestId, reason: action.reason });

@@ -36,12 +36,13 @@ export async function forgetTask(pool: pg.Pool, taskId: string): Promise<void> {
   await pool.query("with timers as (delete from sagas.timers where task_id = $1) delete from sagas.outstanding_work where task_id = $1", [taskId]);
 }
 
-export async function trackWork(pool: pg.Pool, work: Omit<OutstandingWork, "blocked">): Promise<void> {
-  await pool.query(
-    `insert into sagas.outstanding_work (request_id, task_id, step, service, action, datacenter, requested_at)
-     values ($1, $2, $3, $4, $5, $6, $7) on conflict (request_id) do nothing`,
-    [work.requestId, work.taskId, work.step, work.service, work.action, work.datacenter, work.requestedAt],
-  );
+/** Records a request as outstanding; `forget` (an answered request) is deleted in the same statement. */
+export async function trackWork(pool: pg.Pool, work: Omit<OutstandingWork, "blocked">, forget?: string): Promise<void> {
+  const values = [work.requestId, work.taskId, work.step, work.service, work.action, work.datacenter, work.requestedAt];
+  const insert = `insert into sagas.outstanding_work (request_id, task_id, step, service, action, datacenter, requested_at)
+     values ($1, $2, $3, $4, $5, $6, $7) on conflict (request_id) do nothing`;
+  if (forget === undefined || forget === work.requestId) await pool.query(insert, values);
+  else await pool.query(`with answered as (delete from sagas.outstanding_work where request_id = $8) ${insert}`, [...values, forget]);
 }
 
 export async function forgetWork(pool: pg.Pool, requestId: string): Promise<void> {
