@@ -60,9 +60,12 @@ for e in /sys/class/input/event*; do
   [ "$(cat "$e/device/name" 2>/dev/null)" = "Power Button" ] && BTN=/dev/input/\${e##*/} && break
 done
 if [ -n "$BTN" ]; then
+  # Open the device before saying so: evdev queues events only for open clients, so a press
+  # that comes right after the line below is not lost. One input_event (24 bytes) = a press.
+  exec 3<"$BTN"
   say "waiting for the ACPI power button on $BTN"
-  # one input_event (24 bytes on x86_64) = the button was pressed
-  if timeout 120 dd if="$BTN" of=/dev/null bs=24 count=1 2>/dev/null; then say "ACPI power button pressed"; fi
+  if timeout 120 dd of=/dev/null bs=24 count=1 <&3 2>/dev/null; then say "ACPI power button pressed"; fi
+  exec 3<&-
 else
   say "no ACPI power button device"
 fi
@@ -108,7 +111,7 @@ async function build(): Promise<SeedPayload> {
   const kernelDeb = files.filter((f) => /^linux-image-\d[^_]*-amd64_.*\.deb$/.test(f)).at(-1);
   const busyboxDeb = files.filter((f) => /^busybox-static_.*\.deb$/.test(f)).at(-1);
   if (!kernelDeb || !busyboxDeb) throw new Error(`no kernel / busybox-static .deb in ${debs}`);
-  const key = createHash("sha256").update("seed-3").update(SEED_INIT).update(kernelDeb).update(busyboxDeb).digest("hex").slice(0, 12);
+  const key = createHash("sha256").update("seed-4").update(SEED_INIT).update(kernelDeb).update(busyboxDeb).digest("hex").slice(0, 12);
   const dir = join(LAB_CACHE_DIR, `seed-payload-${key}`);
   const initrd = join(dir, "initrd.gz");
   const result = { kernel: base.kernel, initrd, append: "console=ttyS0 quiet panic=-1" };
