@@ -39,6 +39,9 @@ export async function buildBootServer(options: BootServerOptions): Promise<Fasti
     logController: new LogController({ requestIdLogLabel: CORRELATION_LOG_LABEL }),
     bodyLimit: 1024 * 1024,
     routerOptions: { ignoreTrailingSlash: true },
+    // On close, end every connection, keep-alive ones included: a machine's (or a client's) idle
+    // keep-alive socket must not keep a stopping worker alive (fastify advertises 72 s keep-alive).
+    forceCloseConnections: true,
   });
   echoCorrelationId(app);
   registerProblemHandlers(app);
