@@ -137,6 +137,20 @@ export interface VmRuntime {
   list(): Promise<VmProcess[]>;
   /** Path of the VM's serial console log (kept across starts). */
   consoleLogPath(vmId: string): string;
+  /**
+   * Up to `maxBytes` of the serial log from `offset` (a byte offset; 0 = the
+   * beginning) and the offset to read from next: calling it again with
+   * `nextOffset` follows the console (`dvce vm console --follow`).
+   */
+  readConsole(vmId: string, options?: { offset?: number; maxBytes?: number }): Promise<VmConsoleChunk>;
+}
+
+export interface VmConsoleChunk {
+  /** The bytes read, as UTF-8 (a character split at the chunk's end is completed by the next read). */
+  readonly text: string;
+  readonly nextOffset: number;
+  /** The log's size when read. */
+  readonly size: number;
 }
 
 const VM_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;

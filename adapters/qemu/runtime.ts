@@ -1,11 +1,12 @@
 import { execFile as execFileCb } from "node:child_process";
-import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { QmpClient, QmpClosedError, QmpConnectError, QmpError, QmpTimeoutError, QMP_SOCKET_PATH_MAX } from "./qmp.ts";
 import {
   assertVmId,
   vmMac,
+  type VmConsoleChunk,
   type VmEventStream,
   type VmProcess,
   type VmRunState,
@@ -97,6 +98,29 @@ export class QemuRuntime implements VmRuntime {
 
   consoleLogPath(vmId: string): string {
     return join(this.runDir(vmId), "serial.log");
+  }
+
+  async readConsole(vmId: string, options: { offset?: number; maxBytes?: number } = {}): Promise<VmConsoleChunk> {
+    const offset = Math.max(0, Math.floor(options.offset ?? 0));
+    const maxBytes = Math.max(4, Math.min(Math.floor(options.maxBytes ?? 64 * 1024), 4 * 1024 * 1024));
+    const file = await open(this.consoleLogPath(vmId), "r").catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") return null;
+      throw error;
+    });
+    if (!file) return { text: "", nextOffset: offset, size: 0 };
+    try {
+      const { size } = await file.stat();
+      const length = Math.max(0, Math.min(maxBytes, size - offset));
+      const buffer = Buffer.alloc(length);
+      const { bytesRead } = length > 0 ? await file.read(buffer, 0, length, offset) : { bytesRead: 0 };
+      // Stop before a UTF-8 sequence cut at the end: the next read starts with it whole.
+      let end = bytesRead;
+      const cut = incompleteUtf8Tail(buffer.subarray(0, bytesRead));
+      if (cut > 0 && cut < bytesRead) end -= cut;
+      return { text: buffer.subarray(0, end).toString("utf8"), nextOffset: offset + end, size };
+    } finally {
+      await file.close();
+    }
   }
 
   private qmpSocket(vmId: string): string {
@@ -416,6 +440,17 @@ function isQmpTransportError(error: unknown): boolean {
 
 function ignoreQmpTransport(error: unknown): void {
   if (!isQmpTransportError(error) && !(error instanceof QmpError)) throw error;
+}
+
+/** How many bytes at the end of `b` are the start of a UTF-8 sequence that continues past it. */
+function incompleteUtf8Tail(b: Buffer): number {
+  for (let back = 1; back <= Math.min(3, b.length); back++) {
+    const byte = b[b.length - back] ?? 0;
+    if ((byte & 0xc0) === 0x80) continue; // continuation byte: look further back
+    const need = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : byte >= 0xc0 ? 2 : 1;
+    return need > back ? back : 0;
+  }
+  return 0;
 }
 
 async function readPid(file: string): Promise<number | null> {

@@ -1,5 +1,5 @@
 import { execFile as execFileCb } from "node:child_process";
-import { readFile } from "node:fs/promises";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -203,6 +203,25 @@ describe("QemuRuntime against real QEMU", () => {
     await Promise.all([runtime.stop("vm-a", { acpiTimeoutMs: 100 }), runtime.kill("vm-a")]);
     await execFile("kill", ["-9", String(b.pid)]);
     expect(await until(async () => (await runtime.list()).length === 0, 3_000)).toBe(true);
+  });
+
+  it("readConsole follows the serial log in chunks without splitting a UTF-8 character", async () => {
+    const text = "boot: aé€😀 ok\nline 2 ✓\n".repeat(3);
+    await mkdir(runtime.runDir("vm-console"), { recursive: true });
+    await writeFile(runtime.consoleLogPath("vm-console"), text);
+    for (const maxBytes of [4, 5, 7]) {
+      let followed = "";
+      let offset = 0;
+      for (;;) {
+        const chunk = await runtime.readConsole("vm-console", { offset, maxBytes });
+        expect(chunk.text).not.toContain("\uFFFD");
+        if (chunk.nextOffset === offset) break;
+        followed += chunk.text;
+        offset = chunk.nextOffset;
+      }
+      expect(followed).toBe(text);
+      expect(offset).toBe(Buffer.byteLength(text));
+    }
   });
 
   it("startPaused: prelaunch until resume", async () => {

@@ -117,6 +117,17 @@ describe("a VM boots the lab's kernel + busybox initrd with its NoCloud seed as 
     expect(stopped.method, last.slice(-2000)).toBe("acpi");
     expect(last).toContain("DV-SEED: ACPI power button pressed");
     expect(await runtime.status(vmId)).toEqual({ vmId, state: "absent", pid: null });
+    // Following the console in chunks gives back the whole log, in order, nothing twice.
+    let followed = "";
+    let offset = 0;
+    for (let i = 0; i < 10_000; i++) {
+      const chunk = await runtime.readConsole(vmId, { offset, maxBytes: 997 });
+      if (chunk.nextOffset === offset) break;
+      followed += chunk.text;
+      offset = chunk.nextOffset;
+    }
+    expect(followed).toBe(last);
+    expect(await runtime.readConsole("vm-never-started")).toEqual({ text: "", nextOffset: 0, size: 0 });
     console.info(`VM ${vmId} serial log (DV-SEED lines), stop took ${stopped.durationMs} ms by ${stopped.method}:\n${last.split("\n").filter((l) => l.startsWith("DV-SEED:")).join("\n")}`);
   }, 170_000);
 });
