@@ -47,6 +47,11 @@ export class AppendNotifier {
             await sender.connect();
             // A wake-up needs no durability: its transaction must not wait for a WAL flush.
             await sender.query("set synchronous_commit = off");
+            // close() ran while we connected: it could not end this client, so we must (or the process never exits).
+            if (this.closed) {
+              await sender.end().catch(() => {});
+              break;
+            }
             this.sender = sender;
           }
           await this.sender.query(`select pg_notify('${APPEND_CHANNEL}', '')`);
