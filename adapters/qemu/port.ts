@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 
 /**
  * The VM runtime port: what Maskin's per-hypervisor worker may ask of the
@@ -159,17 +158,5 @@ export function assertVmId(vmId: string): void {
   if (!VM_ID.test(vmId)) throw new Error(`invalid VM id ${JSON.stringify(vmId)}: want ${VM_ID.source}`);
 }
 
-/**
- * The MAC of a VM's NIC, derived from the VM id and the NIC's index alone (so
- * the same VM gets the same MACs on every hypervisor and every restart): the
- * first five octets come from SHA-256 of the VM id, the first of them made
- * locally administered (bit 1 set) and unicast (bit 0 clear); the last octet
- * is the index, so two NICs of one VM never share a MAC.
- */
-export function vmMac(vmId: string, index: number): string {
-  if (!Number.isInteger(index) || index < 0 || index > 255) throw new RangeError(`NIC index must be an integer in 0..255, got ${index}`);
-  if (vmId.length === 0) throw new RangeError("vmMac needs a VM id");
-  const h = createHash("sha256").update("dv-vm-mac\0").update(vmId).digest();
-  const octets = [((h[0] ?? 0) & 0xfc) | 0x02, h[1] ?? 0, h[2] ?? 0, h[3] ?? 0, h[4] ?? 0, index];
-  return octets.map((o) => o.toString(16).padStart(2, "0")).join(":");
-}
+/** NIC MACs are the domain's: derived from the VM id and NIC index (domain/maskin/vm/mac.ts). */
+export { vmMac } from "../../domain/maskin/vm/mac.ts";

@@ -3,8 +3,8 @@
  * index only, so the domain (recorded in `VmRequested`), the provisioning saga
  * and the QEMU adapter all compute the same address without coordinating.
  *
- * Derivation (identical to `adapters/qemu/port.ts`'s, byte for byte; a test
- * checks both agree): h = SHA-256("dv-vm-mac\0" + vmId);
+ * The QEMU adapter re-exports this function, so there is one derivation:
+ * h = SHA-256("dv-vm-mac\0" + vmId);
  * octets = [(h[0] & 0xfc) | 0x02, h[1], h[2], h[3], h[4], nicIndex].
  * - The first octet is locally administered (bit 1 set) and unicast (bit 0
  *   clear): outside every vendor OUI. We do not use QEMU's fixed `52:54:00`

@@ -22,7 +22,8 @@ import { RESOURCE_KINDS, ResourcesSchema, type Resources } from "./common.ts";
  * blocks the task as soft; `no_hypervisor` / `network` / `anti_affinity` otherwise).
  */
 
-export const PLACEMENT_REJECTIONS = ["datacenter", "capacity", "cordoned", "network", "anti_affinity"] as const;
+/** `outranked`: it passed every filter but another hypervisor scored better (the explanation names both scores). */
+export const PLACEMENT_REJECTIONS = ["datacenter", "capacity", "cordoned", "network", "anti_affinity", "outranked"] as const;
 export const PlacementRejectionSchema = z.enum(PLACEMENT_REJECTIONS);
 export type PlacementRejectionReason = z.infer<typeof PlacementRejectionSchema>;
 
@@ -143,6 +144,7 @@ export function placeVm(requestInput: PlacementRequest | PlacementRequestInput, 
   const request = PlacementRequestSchema.parse(requestInput);
   const rejected: PlacementRejected[] = [];
   let best: { c: PlacementCandidate; score: PlacementChosen["score"] } | null = null;
+  const eligible: Array<{ c: PlacementCandidate; score: PlacementChosen["score"] }> = [];
   for (const c of candidates) {
     const why = rejection(request, c);
     if (why) {
@@ -150,7 +152,18 @@ export function placeVm(requestInput: PlacementRequest | PlacementRequestInput, 
       continue;
     }
     const score = { spreadMembers: request.spreadGroup ? (c.groupMembers[request.spreadGroup] ?? 0) : 0, utilization: utilizationAfter(request, c) };
+    eligible.push({ c, score });
     if (best === null || better(score, c, best.score, best.c)) best = { c, score };
+  }
+  // Every hypervisor not chosen is explained, also those that only lost the ranking.
+  for (const { c, score } of eligible) {
+    if (c === best?.c) continue;
+    rejected.push({
+      hypervisor: c.name,
+      hostId: c.hostId,
+      reason: "outranked",
+      detail: `spread ${score.spreadMembers}, utilization ${score.utilization.toFixed(3)} vs chosen ${best!.c.name}: spread ${best!.score.spreadMembers}, utilization ${best!.score.utilization.toFixed(3)}`,
+    });
   }
   rejected.sort((a, b) => compareText(a.hypervisor, b.hypervisor) || compareText(a.hostId, b.hostId) || compareText(a.reason, b.reason) || compareText(a.detail, b.detail));
   if (best) return { outcome: "placed", chosen: { hypervisor: best.c.name, hostId: best.c.hostId, score: best.score }, rejected };

@@ -42,12 +42,8 @@ describe("vmMac", () => {
     );
   });
 
-  it("property: the domain and the QEMU adapter derive the same MAC; NICs of one VM never share one", () => {
-    fc.assert(
-      fc.property(fc.string({ minLength: 1 }), fc.integer({ min: 0, max: 255 }), (id, index) => {
-        expect(vmMac(id, index)).toBe(adapterVmMac(id, index));
-      }),
-    );
+  it("property: the QEMU adapter uses the domain's derivation; NICs of one VM never share one", () => {
+    expect(adapterVmMac).toBe(vmMac);
     fc.assert(
       fc.property(fc.string({ minLength: 1 }), (id) => {
         const macs = Array.from({ length: 16 }, (_, i) => vmMac(id, i));
