@@ -67,7 +67,10 @@ describe("chaos: SIGKILLed saga runtime and worker", () => {
   beforeAll(async () => {
     h = await createSagaHarness("chaos");
     await createLedgerTable(h.pool);
-    const env = { ...process.env, DATABASE_URL: h.database.url, NATS_URL: SHARED_NATS_URL, DV_NATS_NAMESPACE: h.namespace.prefix, ACK_WAIT_MS: "2000" };
+    // Each ledger request takes 1 s, so a wave of tasks is still running when the next kill comes: the runtime
+    // itself no longer takes seconds per wave (it reacts to its own events at once), and a wave done before the
+    // kill would test nothing.
+    const env = { ...process.env, DATABASE_URL: h.database.url, NATS_URL: SHARED_NATS_URL, DV_NATS_NAMESPACE: h.namespace.prefix, ACK_WAIT_MS: "2000", WORK_DELAY_MS: "1000" };
     sagas = new Supervised("saga runtime", "saga-process.ts", env);
     worker = new Supervised("worker", "worker-process.ts", env);
     await Promise.all([sagas.start(), worker.start()]);
