@@ -1,4 +1,5 @@
 import { Kysely, PostgresDialect } from "kysely";
+import { setTimeout as wait } from "node:timers/promises";
 import type pg from "pg";
 import type { EventStore, EventSubscription, LogPosition } from "../adapters/eventstore/port.ts";
 import { START } from "../adapters/eventstore/port.ts";
@@ -437,18 +438,9 @@ export class ProjectionRunner {
     this.options.onError?.(driver.projection.name, error);
   }
 
+  /** Waits ms, or less when stopping (an aborted wait resolves: the loop then sees it is stopping). */
   private sleep(ms: number): Promise<void> {
-    const signal = this.stopController.signal;
-    if (signal.aborted) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      signal.addEventListener("abort", done, { once: true });
-    });
+    return wait(ms, undefined, { signal: this.stopController.signal }).catch(() => undefined);
   }
 
   /** Wakes the loops when the store reports a new event; the subscription is only a doorbell, loops read in batches. */

@@ -1,4 +1,5 @@
 import { jetstream, jetstreamManager, JetStreamApiCodes, JetStreamApiError, PubHeaders, type JetStreamClient } from "@nats-io/jetstream";
+import { setTimeout as wait } from "node:timers/promises";
 import { headers, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import type pg from "pg";
 import type { EventStore, EventSubscription, LogPosition, RecordedEvent } from "../eventstore/port.ts";
@@ -414,18 +415,9 @@ export class Relay {
     this.options.onError?.(error);
   }
 
+  /** Waits ms, or less when stopping (an aborted wait resolves: the loop then sees it is stopping). */
   private sleep(ms: number): Promise<void> {
-    const signal = this.stopController.signal;
-    if (signal.aborted) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      signal.addEventListener("abort", done, { once: true });
-    });
+    return wait(ms, undefined, { signal: this.stopController.signal }).catch(() => undefined);
   }
 
   /** Rings when the store reports a new event; the subscription is only a doorbell, the loop reads in batches. */

@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { setTimeout as wait } from "node:timers/promises";
 import { v7 as uuidv7 } from "uuid";
 import type { EventStore } from "../../adapters/eventstore/port.ts";
 import {
@@ -762,18 +763,9 @@ export class SagaRuntime<Deps = unknown> {
     this.options.onError?.(error, context);
   }
 
+  /** Waits ms, or less when stopping (an aborted wait resolves: the loop then sees it is stopping). */
   private sleep(ms: number): Promise<void> {
-    const signal = this.stopController.signal;
-    if (signal.aborted) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener("abort", done);
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      signal.addEventListener("abort", done, { once: true });
-    });
+    return wait(ms, undefined, { signal: this.stopController.signal }).catch(() => undefined);
   }
 }
 
