@@ -547,17 +547,30 @@ class DriverLocks {
     return this.held.has(name);
   }
 
-  async tryAcquire(name: string): Promise<boolean> {
-    const client = await this.connection();
-    const { rows } = await client.query<{ locked: boolean }>("select pg_try_advisory_lock($1, hashtext($2)) as locked", [
-      DRIVER_LOCK_CLASS,
-      name,
-    ]);
-    if (rows[0]?.locked && this.client === client) this.held.add(name);
-    return this.held.has(name);
+  /** Every projection's driver asks on the one session: one query at a time (pg clients do not queue safely). */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  tryAcquire(name: string): Promise<boolean> {
+    const attempt = this.queue.then(async () => {
+      const client = await this.connection();
+      const { rows } = await client.query<{ locked: boolean }>("select pg_try_advisory_lock($1, hashtext($2)) as locked", [
+        DRIVER_LOCK_CLASS,
+        name,
+      ]);
+      if (rows[0]?.locked && this.client === client) this.held.add(name);
+      return this.held.has(name);
+    });
+    this.queue = attempt.catch(() => undefined);
+    return attempt;
   }
 
-  async releaseAll(): Promise<void> {
+  releaseAll(): Promise<void> {
+    const release = this.queue.then(() => this.releaseNow());
+    this.queue = release.catch(() => undefined);
+    return release;
+  }
+
+  private async releaseNow(): Promise<void> {
     const client = this.client;
     this.client = undefined;
     this.held.clear();
