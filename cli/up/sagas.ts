@@ -7,6 +7,8 @@ import { ensureStreams } from "../../adapters/nats/topology.ts";
 import { workerService, workerServices } from "../../adapters/workers/registry.ts";
 // Registers the maskin worker service (BMC actions and the power observer) for `dv worker` and `dv up`.
 import "../../adapters/workers/maskin/service.ts";
+// Registers the hypervisor worker service (QEMU VMs: vm-start/stop/reboot/status).
+import "../../adapters/workers/hypervisor/service.ts";
 import type { WorkerCommandOptions } from "../commands/worker.ts";
 import { CliError, ExitCode } from "../core/errors.ts";
 import { BootConfigError, bootConfigFromEnv, type BootConfig } from "../../adapters/boot/config.ts";
