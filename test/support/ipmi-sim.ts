@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { createSocket } from "node:dgram";
-import { accessSync, constants as fsConstants, openSync, closeSync } from "node:fs";
-import { chmod, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from "node:fs/promises";
+import { openSync, closeSync } from "node:fs";
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
+import { freeUdpPorts, onPath, udpBoundBy } from "./local-peers.ts";
 
 /**
  * Simulated BMCs for adapter tests: one OpenIPMI `ipmi_sim` process per BMC,
@@ -250,52 +250,3 @@ function parseChassisLog(text: string): ChassisCall[] {
     });
 }
 
-/** Holds all sockets until every port is picked, so the ports are distinct. */
-async function freeUdpPorts(count: number): Promise<number[]> {
-  const sockets = await Promise.all(
-    Array.from({ length: count }, () => {
-      const socket = createSocket("udp4");
-      return new Promise<{ port: number; close: () => void }>((resolve, reject) => {
-        socket.once("error", reject);
-        socket.bind(0, "127.0.0.1", () => resolve({ port: socket.address().port, close: () => socket.close() }));
-      });
-    }),
-  );
-  for (const s of sockets) s.close();
-  return sockets.map((s) => s.port);
-}
-
-/**
- * Whether process `pid` itself holds a UDP socket bound to 127.0.0.1:port
- * (the socket's inode from /proc/net/udp among the process's open fds), so a
- * stranger that took the port is not mistaken for our BMC.
- */
-async function udpBoundBy(pid: number, port: number): Promise<boolean> {
-  const table = await readFile("/proc/net/udp", "utf8");
-  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, "0")}`;
-  const inodes = table
-    .split("\n")
-    .map((line) => line.trim().split(/\s+/))
-    .filter((cols) => cols[1] === local)
-    .map((cols) => cols[9]);
-  if (inodes.length === 0) return false;
-  const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
-  for (const fd of fds) {
-    const link = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => "");
-    if (inodes.some((inode) => link === `socket:[${inode}]`)) return true;
-  }
-  return false;
-}
-
-function onPath(tool: string): boolean {
-  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
-    if (!dir) continue;
-    try {
-      accessSync(join(dir, tool), fsConstants.X_OK);
-      return true;
-    } catch {
-      // not here
-    }
-  }
-  return false;
-}
