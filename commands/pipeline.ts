@@ -1,6 +1,6 @@
 import { v7 as uuidv7 } from "uuid";
 import { ConcurrencyError } from "../adapters/eventstore/errors.ts";
-import type { EventStore, ExpectedVersion, LogPosition, NewEvent } from "../adapters/eventstore/port.ts";
+import type { AppendResult, EventStore, ExpectedVersion, LogPosition, NewEvent } from "../adapters/eventstore/port.ts";
 import { fold } from "../domain/shared/decider.ts";
 import { ActorSchema, PLATFORM_TENANT, ScopeSchema, type Scope } from "../domain/shared/envelope.ts";
 import { isDomainError } from "../domain/shared/errors.ts";
@@ -121,34 +121,9 @@ async function attemptOnce<Command, Event extends DomainEvent, State>(
     return { streamId, version: loaded.version, position: loaded.position, events: [], attempts: attempt };
   }
 
-  const drafts = decided.map((event) => ({ event, id: uuidv7(), ...encodeEvent(event, handler.eventSchemas) }));
-  const newEvents: NewEvent[] = drafts.map((draft) => ({
-    id: draft.id,
-    type: draft.event.type,
-    schemaVersion: draft.schemaVersion,
-    data: draft.data,
-    ...(context.occurredAt ? { occurredAt: context.occurredAt } : {}),
-    correlationId: context.correlationId,
-    causationId: context.causationId ?? null,
-    actor: context.actor,
-    scope,
-    datacenter: context.datacenter ?? null,
-  }));
-
+  const drafts = decided.map((event) => ({ event, scope }));
   // Always the exact version decided on, even when the caller pinned something weaker ("any", "exists").
-  const result = await store.append(streamId, newEvents, { expectedVersion: loaded.version });
-  const events = drafts.map((draft, index): AppendedEvent<Event> => {
-    const written = result.events[index];
-    if (!written) throw new Error(`store reported ${result.events.length} events for an append of ${drafts.length}`);
-    return {
-      ...draft.event,
-      data: draft.data,
-      id: written.id,
-      schemaVersion: draft.schemaVersion,
-      streamPosition: written.streamPosition,
-      globalPosition: written.globalPosition,
-    } as AppendedEvent<Event>;
-  });
+  const { result, events } = await appendDrafts(store, handler, streamId, drafts, loaded.version, context);
   return { streamId, version: result.version, position: result.position, events, attempts: attempt };
 }
 
@@ -224,12 +199,31 @@ export async function appendHeld<Command, Event extends DomainEvent, State>(
 ): Promise<{ result: CommandResult<Event>; held: HeldStream<State> }> {
   checkContext(context);
   const last = decisions.at(-1);
-  const drafts = decisions.flatMap((decision) =>
-    decision.events.map((event) => ({ event, scope: decision.scope, id: uuidv7(), ...encodeEvent(event, handler.eventSchemas) })),
-  );
+  const drafts = decisions.flatMap((decision) => decision.events.map((event) => ({ event, scope: decision.scope })));
   if (!last || drafts.length === 0) {
     return { result: { streamId, version: held.version, position: held.position, events: [], attempts: 1 }, held: last ? { ...held, state: last.state } : held };
   }
+  const { result: appended, events } = await appendDrafts(store, handler, streamId, drafts, held.version, context);
+  return {
+    result: { streamId, version: appended.version, position: appended.position, events, attempts: 1 },
+    held: { state: last.state, version: appended.version, position: appended.position },
+  };
+}
+
+/**
+ * Encodes decided events with fresh ids and the envelope from `context`,
+ * appends them with `expectedVersion` in one append, and returns them as
+ * stored (ids, positions).
+ */
+async function appendDrafts<Command, Event extends DomainEvent, State>(
+  store: CommandStore,
+  handler: CommandHandler<Command, Event, State>,
+  streamId: string,
+  decided: ReadonlyArray<{ readonly event: Event; readonly scope: Scope }>,
+  expectedVersion: ExpectedVersion,
+  context: CommandContext,
+): Promise<{ result: AppendResult; events: AppendedEvent<Event>[] }> {
+  const drafts = decided.map(({ event, scope }) => ({ event, scope, id: uuidv7(), ...encodeEvent(event, handler.eventSchemas) }));
   const newEvents: NewEvent[] = drafts.map((draft) => ({
     id: draft.id,
     type: draft.event.type,
@@ -242,10 +236,10 @@ export async function appendHeld<Command, Event extends DomainEvent, State>(
     scope: draft.scope,
     datacenter: context.datacenter ?? null,
   }));
-  const appended = await store.append(streamId, newEvents, { expectedVersion: held.version });
+  const result = await store.append(streamId, newEvents, { expectedVersion });
   const events = drafts.map((draft, index): AppendedEvent<Event> => {
-    const written = appended.events[index];
-    if (!written) throw new Error(`store reported ${appended.events.length} events for an append of ${drafts.length}`);
+    const written = result.events[index];
+    if (!written) throw new Error(`store reported ${result.events.length} events for an append of ${drafts.length}`);
     return {
       ...draft.event,
       data: draft.data,
@@ -255,10 +249,7 @@ export async function appendHeld<Command, Event extends DomainEvent, State>(
       globalPosition: written.globalPosition,
     } as AppendedEvent<Event>;
   });
-  return {
-    result: { streamId, version: appended.version, position: appended.position, events, attempts: 1 },
-    held: { state: last.state, version: appended.version, position: appended.position },
-  };
+  return { result, events };
 }
 
 function satisfies(actual: StreamVersion, expected: ExpectedVersion): boolean {
