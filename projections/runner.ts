@@ -1,5 +1,6 @@
 import { Kysely, PostgresDialect } from "kysely";
 import { setTimeout as wait } from "node:timers/promises";
+import { Wake } from "../adapters/eventstore/wake.ts";
 import type pg from "pg";
 import type { EventStore, EventSubscription, LogPosition } from "../adapters/eventstore/port.ts";
 import { START } from "../adapters/eventstore/port.ts";
@@ -505,30 +506,6 @@ export class ProjectionRunner {
 
 function isAbort(error: unknown): boolean {
   return error instanceof Error && error.name === "AbortError";
-}
-
-/** A generation counter with waiters: a loop notes the generation before reading, so a bump between read and wait is not missed. */
-class Wake {
-  generation = 0;
-  private readonly waiters = new Set<() => void>();
-
-  bump(): void {
-    this.generation += 1;
-    for (const wake of [...this.waiters]) wake();
-  }
-
-  wait(seen: number, timeoutMs: number): Promise<void> {
-    if (this.generation !== seen) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.waiters.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, timeoutMs);
-      this.waiters.add(done);
-    });
-  }
 }
 
 /**

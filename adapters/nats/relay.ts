@@ -1,5 +1,6 @@
 import { jetstream, jetstreamManager, JetStreamApiCodes, JetStreamApiError, PubHeaders, type JetStreamClient } from "@nats-io/jetstream";
 import { setTimeout as wait } from "node:timers/promises";
+import { Wake } from "../eventstore/wake.ts";
 import { headers, type MsgHdrs, type NatsConnection } from "@nats-io/transport-node";
 import type pg from "pg";
 import type { EventStore, EventSubscription, LogPosition, RecordedEvent } from "../eventstore/port.ts";
@@ -439,29 +440,5 @@ export class Relay {
       }
       if (this.running) await this.sleep(1000);
     }
-  }
-}
-
-/** A generation counter with waiters: the loop notes the generation before reading, so a ring between read and wait is not missed. */
-class Wake {
-  generation = 0;
-  private readonly waiters = new Set<() => void>();
-
-  bump(): void {
-    this.generation += 1;
-    for (const wake of [...this.waiters]) wake();
-  }
-
-  wait(seen: number, timeoutMs: number): Promise<void> {
-    if (this.generation !== seen) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.waiters.delete(done);
-        resolve();
-      };
-      const timer = setTimeout(done, timeoutMs);
-      this.waiters.add(done);
-    });
   }
 }
