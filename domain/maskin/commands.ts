@@ -102,6 +102,30 @@ export const FailProvisioningSchema = z.strictObject({
 export const StartReleaseSchema = z.strictObject({ type: z.literal("StartRelease"), hostId: HostId, taskId: TaskId, at: At });
 export const CompleteReleaseSchema = z.strictObject({ type: z.literal("CompleteRelease"), hostId: HostId, taskId: TaskId, at: At });
 
+/** The release task asks for a wipe (after powering the host off, before netbooting it). */
+export const RequestWipeSchema = z.strictObject({ type: z.literal("RequestWipe"), hostId: HostId, datacenter: Datacenter, taskId: TaskId, at: At });
+
+/** The boot service served this host's wipe script; only the one-time wipe token's digest is recorded. */
+export const RecordWipeNetbootFetchedSchema = z.strictObject({
+  type: z.literal("RecordWipeNetbootFetched"),
+  hostId: HostId,
+  mac: Mac,
+  tokenDigest: TokenDigest,
+  at: At,
+});
+
+/** The wiper's callback, authenticated by the digest of the token it was given. */
+export const RecordWipeReportedSchema = z.strictObject({
+  type: z.literal("RecordWipeReported"),
+  hostId: HostId,
+  tokenDigest: TokenDigest,
+  outcome: InstallOutcomeSchema,
+  message: z.string().max(2000).default(""),
+  devices: z.array(z.string().min(1).max(200)).max(64).default([]),
+  bytesWiped: z.number().int().nonnegative().default(0),
+  at: At,
+});
+
 /** The power observer's accepted change (power-sync.ts `observePower` → `observed`). */
 export const RecordPowerObservationSchema = HostPowerStateObservedSchema.extend({
   type: z.literal("RecordPowerObservation"),
@@ -124,6 +148,9 @@ export const HostCommandSchema = z.discriminatedUnion("type", [
   FailProvisioningSchema,
   StartReleaseSchema,
   CompleteReleaseSchema,
+  RequestWipeSchema,
+  RecordWipeNetbootFetchedSchema,
+  RecordWipeReportedSchema,
   RecordPowerObservationSchema,
   SetDesiredPowerSchema,
 ]);

@@ -18,6 +18,9 @@ const Id = z.string().min(1);
 export const ProvisioningStageSchema = z.enum(["allocated", "netboot-requested", "netboot-fetched", "installed", "install-failed"]);
 export type ProvisioningStage = z.infer<typeof ProvisioningStageSchema>;
 
+export const WipeStageSchema = z.enum(["requested", "netboot-fetched", "wiped", "wipe-failed"]);
+export type WipeStage = z.infer<typeof WipeStageSchema>;
+
 export const HostLifecycleStateSchema = z.enum(["available", "provisioning", "ready", "provision_failed", "releasing"]);
 export type HostLifecycleState = z.infer<typeof HostLifecycleStateSchema>;
 
@@ -113,6 +116,29 @@ export const HostReleaseStartedSchema = z.object({
   at: At,
 });
 export const HostReleasedSchema = z.object({ hostId: HostId, datacenter: Datacenter, taskId: TaskId, at: At });
+/** The release task asks for the host's disks to be wiped: the boot service now serves the wipe image to this host. */
+export const HostWipeRequestedSchema = z.object({ hostId: HostId, datacenter: Datacenter, taskId: TaskId, at: At });
+export const HostWipeNetbootFetchedSchema = z.object({
+  hostId: HostId,
+  datacenter: Datacenter,
+  taskId: TaskId,
+  mac: z.string(),
+  /** SHA-256 (hex) of the one-time wipe token; the plain token is never recorded. */
+  tokenDigest: z.string(),
+  at: At,
+});
+export const HostWipeReportedSchema = z.object({
+  hostId: HostId,
+  datacenter: Datacenter,
+  taskId: TaskId,
+  outcome: z.enum(["succeeded", "failed"]),
+  message: z.string(),
+  /** The block devices the wiper overwrote (`/dev/vda`), as it reported them. */
+  devices: z.array(z.string()),
+  /** Bytes it overwrote, over all devices. */
+  bytesWiped: z.number().int().nonnegative(),
+  at: At,
+});
 export const HostDesiredPowerSetSchema = z.object({ hostId: HostId, state: PowerStateSchema, taskId: TaskId, at: At });
 
 export const hostEventSchemas = {
@@ -124,6 +150,9 @@ export const hostEventSchemas = {
   HostProvisioningFailed: { schemaVersion: 1, schema: HostProvisioningFailedSchema },
   HostReleaseStarted: { schemaVersion: 1, schema: HostReleaseStartedSchema },
   HostReleased: { schemaVersion: 1, schema: HostReleasedSchema },
+  HostWipeRequested: { schemaVersion: 1, schema: HostWipeRequestedSchema },
+  HostWipeNetbootFetched: { schemaVersion: 1, schema: HostWipeNetbootFetchedSchema },
+  HostWipeReported: { schemaVersion: 1, schema: HostWipeReportedSchema },
   HostPowerStateObserved: { schemaVersion: 1, schema: HostPowerStateObservedSchema },
   HostDesiredPowerSet: { schemaVersion: 1, schema: HostDesiredPowerSetSchema },
 } as const;

@@ -2,7 +2,7 @@ import type { Decider } from "../shared/decider.ts";
 import { DomainError } from "../shared/errors.ts";
 import type { HostCommand, HostCommandOf } from "./commands.ts";
 import { hostEvent, type HostEvent } from "./events.ts";
-import { holderTaskId, initialHostState, type HostProvisioning, type HostState } from "./state.ts";
+import { holderTaskId, initialHostState, wipeInProgress, type HostProvisioning, type HostState, type HostWipe } from "./state.ts";
 
 /**
  * One host's lifecycle (stream `maskin-host-<hostId>`), see README:
@@ -16,7 +16,14 @@ import { holderTaskId, initialHostState, type HostProvisioning, type HostState }
  * install reported: the boot service then serves boot-from-disk),
  * `install_token_invalid`, `provisioning_not_installed`,
  * `host_not_releasable` (release of a host being provisioned, or released by
- * another task), `host_not_releasing`.
+ * another task), `host_not_releasing`, `wipe_not_done` (CompleteRelease
+ * before this release's wipe reported success), `wipe_token_invalid`.
+ *
+ * Release wipes (README "Release and wipe"): RequestWipe (the release task,
+ * host releasing for it or available) → RecordWipeNetbootFetched (the boot
+ * service served the wipe image, one-time token digest) →
+ * RecordWipeReported (the wiper's callback, consumes the token). An
+ * available host with a wipe in progress is not available to provisioning.
  *
  * A command whose effect already holds (the same task again) decides no
  * events, so a saga step or a boot-service request may be repeated safely.
@@ -28,7 +35,7 @@ function notAvailable(command: { hostId: string }, state: HostState): DomainErro
   return new DomainError("host_not_available", `host ${command.hostId} is ${state.state}`, {
     hostId: command.hostId,
     state: state.state,
-    holderTaskId: holderTaskId(state) ?? state.releaseTaskId,
+    holderTaskId: holderTaskId(state) ?? wipeInProgress(state)?.taskId ?? state.releaseTaskId,
   });
 }
 
@@ -56,7 +63,7 @@ function ownProvisioning(command: { hostId: string; taskId: string }, state: Hos
 }
 
 function decideStartProvisioning(command: HostCommandOf<"StartProvisioning">, state: HostState): Result {
-  if (state.state === "available") {
+  if (state.state === "available" && !wipeInProgress(state)) {
     const { type: _type, ...data } = command;
     return [hostEvent("HostProvisioningStarted", data)];
   }
@@ -156,9 +163,15 @@ function decideStartRelease(command: HostCommandOf<"StartRelease">, state: HostS
         }),
       ];
     }
-    case "releasing":
+    case "releasing": {
       if (state.releaseTaskId === command.taskId) return [];
+      // The running release's wipe failed (its task failed with the wiper's words): another release may take over.
+      const p = state.provisioning;
+      if (p && state.wipe?.taskId === state.releaseTaskId && state.wipe.stage === "wipe-failed") {
+        return [hostEvent("HostReleaseStarted", { hostId: command.hostId, datacenter: p.datacenter, taskId: command.taskId, provisionedByTaskId: p.taskId, at: command.at })];
+      }
       break;
+    }
     case "available":
       // Nothing to release on the host (never provisioned, or released already):
       // the release task still powers off, wipes and returns the host to the pool.
@@ -179,7 +192,73 @@ function decideCompleteRelease(command: HostCommandOf<"CompleteRelease">, state:
     return new DomainError("host_not_releasing", `host ${command.hostId} is ${state.state}, not releasing`, { hostId: command.hostId, state: state.state });
   }
   if (state.releaseTaskId !== command.taskId) return taskMismatch(command, state.releaseTaskId ?? "");
+  const wipe = state.wipe ?? null;
+  if (!wipe || wipe.taskId !== command.taskId || wipe.stage !== "wiped") {
+    // No host goes back to the pool with the last tenant's data on its disks.
+    return new DomainError("wipe_not_done", `host ${command.hostId} has not been wiped by release task ${command.taskId}`, {
+      hostId: command.hostId,
+      taskId: command.taskId,
+      wipeStage: wipe && wipe.taskId === command.taskId ? wipe.stage : null,
+    });
+  }
   return [hostEvent("HostReleased", { hostId: command.hostId, datacenter: state.datacenter ?? state.provisioning?.datacenter ?? "", taskId: command.taskId, at: command.at })];
+}
+
+function decideRequestWipe(command: HostCommandOf<"RequestWipe">, state: HostState): Result {
+  if (state.state === "releasing") {
+    if (state.releaseTaskId !== command.taskId) return taskMismatch(command, state.releaseTaskId ?? "");
+  } else if (state.state !== "available") {
+    return new DomainError("host_not_releasing", `host ${command.hostId} is ${state.state}, not releasing`, { hostId: command.hostId, state: state.state });
+  }
+  // The same task again, whatever its wipe came to: a repeated step must not netboot the host a second time.
+  if (state.wipe?.taskId === command.taskId) return [];
+  // A wipe of another task still in progress on an available host is taken over (that task's wait sees it and fails).
+  return [hostEvent("HostWipeRequested", { hostId: command.hostId, datacenter: state.datacenter ?? command.datacenter, taskId: command.taskId, at: command.at })];
+}
+
+function wipeAllowed(state: HostState): HostWipe | null {
+  return state.state === "releasing" || state.state === "available" ? wipeInProgress(state) : null;
+}
+
+function decideRecordWipeNetbootFetched(command: HostCommandOf<"RecordWipeNetbootFetched">, state: HostState): Result {
+  const wipe = wipeAllowed(state);
+  if (!wipe) {
+    return new DomainError("netboot_not_expected", `host ${command.hostId} is not waiting for a wipe netboot`, {
+      hostId: command.hostId,
+      state: state.state,
+      wipeStage: state.wipe?.stage ?? null,
+    });
+  }
+  if (wipe.stage === "netboot-fetched" && wipe.token?.digest === command.tokenDigest) return [];
+  return [
+    hostEvent("HostWipeNetbootFetched", {
+      hostId: command.hostId,
+      datacenter: state.datacenter ?? "",
+      taskId: wipe.taskId,
+      mac: command.mac,
+      tokenDigest: command.tokenDigest,
+      at: command.at,
+    }),
+  ];
+}
+
+function decideRecordWipeReported(command: HostCommandOf<"RecordWipeReported">, state: HostState): Result {
+  const wipe = wipeAllowed(state);
+  if (!wipe || wipe.stage !== "netboot-fetched" || !wipe.token || wipe.token.consumed || wipe.token.digest !== command.tokenDigest) {
+    return new DomainError("wipe_token_invalid", `the wipe token is not valid for host ${command.hostId}`, { hostId: command.hostId });
+  }
+  return [
+    hostEvent("HostWipeReported", {
+      hostId: command.hostId,
+      datacenter: state.datacenter ?? "",
+      taskId: wipe.taskId,
+      outcome: command.outcome,
+      message: command.message,
+      devices: command.devices,
+      bytesWiped: command.bytesWiped,
+      at: command.at,
+    }),
+  ];
 }
 
 function decideRecordPowerObservation(command: HostCommandOf<"RecordPowerObservation">, state: HostState): Result {
@@ -223,6 +302,12 @@ function decide(command: HostCommand, state: HostState): Result {
       return decideStartRelease(command, state);
     case "CompleteRelease":
       return decideCompleteRelease(command, state);
+    case "RequestWipe":
+      return decideRequestWipe(command, state);
+    case "RecordWipeNetbootFetched":
+      return decideRecordWipeNetbootFetched(command, state);
+    case "RecordWipeReported":
+      return decideRecordWipeReported(command, state);
     case "RecordPowerObservation":
       return decideRecordPowerObservation(command, state);
     case "SetDesiredPower":
@@ -234,6 +319,10 @@ function decide(command: HostCommand, state: HostState): Result {
 
 function withProvisioning(state: HostState, change: Partial<HostProvisioning>): HostState {
   return state.provisioning ? { ...state, provisioning: { ...state.provisioning, ...change } } : state;
+}
+
+function withWipe(state: HostState, change: Partial<HostWipe>): HostState {
+  return state.wipe ? { ...state, wipe: { ...state.wipe, ...change } } : state;
 }
 
 function evolve(state: HostState, event: HostEvent): HostState {
@@ -279,6 +368,33 @@ function evolve(state: HostState, event: HostEvent): HostState {
       return { ...base, datacenter: event.data.datacenter, state: "releasing", releaseTaskId: event.data.taskId };
     case "HostReleased":
       return { ...base, state: "available", provisioning: null, releaseTaskId: event.data.taskId };
+    case "HostWipeRequested":
+      return {
+        ...base,
+        datacenter: event.data.datacenter,
+        wipe: {
+          taskId: event.data.taskId,
+          stage: "requested",
+          requestedAt: event.data.at,
+          token: null,
+          netbootFetchedAt: null,
+          reportedAt: null,
+          message: null,
+          devices: [],
+          bytesWiped: null,
+        },
+      };
+    case "HostWipeNetbootFetched":
+      return withWipe(base, { stage: "netboot-fetched", token: { digest: event.data.tokenDigest, consumed: false }, netbootFetchedAt: event.data.at });
+    case "HostWipeReported":
+      return withWipe(base, {
+        stage: event.data.outcome === "succeeded" ? "wiped" : "wipe-failed",
+        token: base.wipe?.token ? { ...base.wipe.token, consumed: true } : null,
+        reportedAt: event.data.at,
+        message: event.data.message,
+        devices: event.data.devices,
+        bytesWiped: event.data.bytesWiped,
+      });
     case "HostPowerStateObserved":
       return { ...base, observedPower: { state: event.data.state, observedAt: event.data.observedAt } };
     case "HostDesiredPowerSet":

@@ -1,5 +1,5 @@
 import type { PowerState } from "./power-sync.ts";
-import type { HostLifecycleState, ProvisioningStage } from "./events.ts";
+import type { HostLifecycleState, ProvisioningStage, WipeStage } from "./events.ts";
 
 /** Who holds a host of the pool. */
 export interface PoolAllocation {
@@ -36,6 +36,20 @@ export interface HostProvisioning {
   readonly failureReason: string | null;
 }
 
+/** The current (or last) wipe of a host's disks, by a release task. */
+export interface HostWipe {
+  readonly taskId: string;
+  readonly stage: WipeStage;
+  readonly requestedAt: string;
+  /** The one-time wipe token of the last wipe netboot: its digest and whether the wiper used it. */
+  readonly token: { readonly digest: string; readonly consumed: boolean } | null;
+  readonly netbootFetchedAt: string | null;
+  readonly reportedAt: string | null;
+  readonly message: string | null;
+  readonly devices: readonly string[];
+  readonly bytesWiped: number | null;
+}
+
 export interface HostState {
   /** Null until the host's first event. */
   readonly hostId: string | null;
@@ -45,6 +59,8 @@ export interface HostState {
   readonly provisioning: HostProvisioning | null;
   /** The running release task, or the last one that completed (so CompleteRelease again is a no-op). */
   readonly releaseTaskId: string | null;
+  /** The current or last wipe; a wipe is in progress while its stage is `requested` or `netboot-fetched` (see wipeInProgress). */
+  readonly wipe: HostWipe | null;
   /** What the host boots from next, as far as the platform told its BMC. */
   readonly nextBoot: "pxe" | "disk" | null;
   readonly desiredPower: { readonly state: PowerState; readonly taskId: string; readonly at: string } | null;
@@ -57,6 +73,7 @@ export const initialHostState: HostState = {
   state: "available",
   provisioning: null,
   releaseTaskId: null,
+  wipe: null,
   nextBoot: null,
   desiredPower: null,
   observedPower: null,
@@ -65,4 +82,10 @@ export const initialHostState: HostState = {
 /** The task currently holding the host (provisioning it, or owning it once ready/failed); null when available or releasing. */
 export function holderTaskId(state: HostState): string | null {
   return state.state === "provisioning" || state.state === "ready" || state.state === "provision_failed" ? (state.provisioning?.taskId ?? null) : null;
+}
+
+/** The wipe waiting for its netboot or its report (the boot service serves the wipe image to the host then); null otherwise. */
+export function wipeInProgress(state: HostState): HostWipe | null {
+  const wipe = state.wipe ?? null; // (states stored before wipes existed have no field)
+  return wipe && (wipe.stage === "requested" || wipe.stage === "netboot-fetched") ? wipe : null;
 }

@@ -49,7 +49,7 @@ export function bmcDependencyOf(failure: WorkFailure, task: ExistingTask): strin
 }
 
 /** A work step for the `maskin` worker service in the host's datacenter. */
-export function maskinWork(title: string, action: "power" | "bootdev" | "wipe", payload: (task: ExistingTask) => Record<string, unknown>): WorkStep<MaskinSagaDeps> {
+export function maskinWork(title: string, action: "power" | "bootdev", payload: (task: ExistingTask) => Record<string, unknown>): WorkStep<MaskinSagaDeps> {
   return {
     title,
     work: (task): WorkSpec => {
@@ -87,8 +87,8 @@ export function poolCommand(deps: MaskinSagaDeps, task: ExistingTask, command: P
   return executePoolCommand(deps.store, command, context(task));
 }
 
-/** A host fact names the task that provisions the host (its events carry `taskId`). */
-export function hostFact(eventType: "HostNetbootFetched" | "HostInstallReported"): WaitCompletion<MaskinSagaDeps> {
+/** A host fact names the task that provisions the host, or the release task of a wipe (its events carry `taskId`). */
+export function hostFact(eventType: "HostNetbootFetched" | "HostInstallReported" | "HostWipeReported"): WaitCompletion<MaskinSagaDeps> {
   return {
     eventType,
     streamPrefix: MASKIN_HOST_STREAM_PREFIX,

@@ -24,7 +24,10 @@ import { BmcAccess, HostNotInInventoryError } from "./bmc.ts";
  *   read the host's stream: see "Power on during provisioning" below.
  * - `bootdev {hostId, device: pxe|disk}`: one-time boot override, verified by
  *   reading it back (the driver does); setting it again is harmless.
- * - `wipe {hostId}`: see wipe below.
+ * There is no `wipe` action: a wipe is the release saga netbooting the wipe
+ * image through the boot service (domain/maskin/README.md, "Release and
+ * wipe"); the worker only sets the boot device and the power for it. A
+ * `wipe` request (an older saga) finds no handler and fails permanently.
  *
  * Output always holds `hostId` and `exchanges` (the BMC exchanges of this
  * request: operation, target, argv/URL, timing, exit code, outcome, stderr
@@ -87,7 +90,6 @@ export type PowerOperation = z.infer<typeof PowerOperationSchema>;
 
 export const PowerPayloadSchema = z.object({ hostId: z.string().min(1), operation: PowerOperationSchema });
 export const BootdevPayloadSchema = z.object({ hostId: z.string().min(1), device: z.enum(["pxe", "disk"]) });
-export const WipePayloadSchema = z.object({ hostId: z.string().min(1) });
 
 /** What `power` answers. */
 export interface PowerOutput {
@@ -124,6 +126,9 @@ export interface ProvisioningEvidence {
   readonly netbootFetchedAt: string | null;
   readonly installReportedAt: string | null;
   readonly provisioned: boolean;
+  /** For a release task: when its wipe image was served and when the wiper reported (absent for a provisioning). */
+  readonly wipeNetbootFetchedAt?: string | null;
+  readonly wipeReportedAt?: string | null;
 }
 
 export interface MaskinHandlersOptions {
@@ -148,8 +153,17 @@ export function provisioningEvidence(state: HostState, taskId: string): Provisio
   return { taskId, netbootFetchedAt: p.netbootFetchedAt, installReportedAt: p.installReportedAt, provisioned };
 }
 
+/** The facts showing that release task `taskId`'s power-on for its wipe took effect (the wipe image was served or reported); null otherwise. */
+export function wipeEvidence(state: HostState, taskId: string): ProvisioningEvidence | null {
+  const wipe = state.wipe ?? null;
+  if (!wipe || wipe.taskId !== taskId || (!wipe.netbootFetchedAt && !wipe.reportedAt)) return null;
+  return { taskId, netbootFetchedAt: null, installReportedAt: null, provisioned: false, wipeNetbootFetchedAt: wipe.netbootFetchedAt, wipeReportedAt: wipe.reportedAt };
+}
+
 function tookEffectReason(evidence: ProvisioningEvidence): string {
   const facts = [
+    evidence.wipeNetbootFetchedAt ? `wipe image fetched at ${evidence.wipeNetbootFetchedAt}` : null,
+    evidence.wipeReportedAt ? `wipe reported at ${evidence.wipeReportedAt}` : null,
     evidence.netbootFetchedAt ? `netboot fetched at ${evidence.netbootFetchedAt}` : null,
     evidence.installReportedAt ? `install reported at ${evidence.installReportedAt}` : null,
     evidence.provisioned ? "host provisioned" : null,
@@ -157,14 +171,15 @@ function tookEffectReason(evidence: ProvisioningEvidence): string {
   return `already took effect: ${facts.join(", ")}`;
 }
 
-export function createMaskinHandlers(options: MaskinHandlersOptions): Record<"power" | "bootdev" | "wipe", WorkHandler> {
+export function createMaskinHandlers(options: MaskinHandlersOptions): Record<"power" | "bootdev", WorkHandler> {
   const { access } = options;
   const hosts = options.hosts ?? access.store;
 
   /** The provisioning facts of `taskId` on the host, when the operation starts a machine (see "Power on during provisioning"). */
   const tookEffect = async (hostId: string, operation: PowerOperation, taskId: string): Promise<ProvisioningEvidence | null> => {
     if (!STARTS_MACHINE.has(operation)) return null;
-    return provisioningEvidence((await loadHost(hosts, hostId)).state, taskId);
+    const { state } = await loadHost(hosts, hostId);
+    return provisioningEvidence(state, taskId) ?? wipeEvidence(state, taskId);
   };
 
   const power: WorkHandler = async (request, context) => {
@@ -211,30 +226,6 @@ export function createMaskinHandlers(options: MaskinHandlersOptions): Record<"po
     });
   };
 
-  /**
-   * Wipe: there is no disk to wipe in the lab (the "server" is a QEMU VM whose
-   * disk the test throws away, and nothing here can reach a host's disks
-   * except through a booted OS). So this converges trivially: it checks the
-   * host is in the inventory and answers what a real wipe would do, without
-   * doing it. A real implementation netboots a wipe image (like the
-   * installer) and waits for its callback.
-   */
-  const wipe: WorkHandler = async (request) => {
-    const { hostId } = parsePayload(WipePayloadSchema, request.payload);
-    try {
-      await access.host(hostId);
-    } catch (error) {
-      throw toWorkError(error, hostId);
-    }
-    return {
-      hostId,
-      wiped: false,
-      simulated: true,
-      wouldDo: ["netboot a wipe image", "blkdiscard / overwrite every local disk", "report through the callback"],
-      exchanges: [],
-    };
-  };
-
   async function withBmc(hostId: string, context: WorkContext, work: (bmc: { driver: Awaited<ReturnType<BmcAccess["open"]>>["driver"]; exchanges: BmcExchange[] }) => Promise<Record<string, unknown>>) {
     let exchanges: BmcExchange[] = [];
     try {
@@ -247,7 +238,7 @@ export function createMaskinHandlers(options: MaskinHandlersOptions): Record<"po
     }
   }
 
-  return { power, bootdev, wipe };
+  return { power, bootdev };
 }
 
 /** The action that brings `before` where `operation` wants it; null when it is there already. */

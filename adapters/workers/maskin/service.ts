@@ -10,8 +10,8 @@ import { DEFAULT_OBSERVE_INTERVAL_MS, PowerObserver } from "./observer.ts";
 
 /**
  * The `maskin` worker service: `dv worker --service maskin --datacenter osl1`
- * (and `dv up`, for its own datacenter) runs the actions `power`, `bootdev`
- * and `wipe` (handlers.ts) and the datacenter's power observer (observer.ts).
+ * (and `dv up`, for its own datacenter) runs the actions `power` and `bootdev`
+ * (handlers.ts; a wipe is the release saga netbooting the wipe image) and the datacenter's power observer (observer.ts).
  *
  * Environment:
  * - `DATABASE_URL`: the control plane's Postgres (the inventory, the secret
@@ -85,7 +85,7 @@ export async function openMaskinService(context: WorkerServiceContext): Promise<
 
 registerWorkerService({
   service: MASKIN_SERVICE,
-  description: "bare metal: BMC power (status/on/off/soft/cycle/reset, converging), one-time boot device, wipe; the datacenter's power observer",
+  description: "bare metal: BMC power (status/on/off/soft/cycle/reset, converging), one-time boot device; the datacenter's power observer",
   workerOptions: (context) => ({ ackWaitMs: maskinAckWaitMs(context.env) }),
   async handlers(context) {
     const service = await openMaskinService(context);
