@@ -14,6 +14,10 @@ import {
   imageDecider,
   imageEventSchemas,
   imageStreamId,
+  PortCommandSchema,
+  portEventSchemas,
+  portPoolDecider,
+  portPoolStreamId,
   vmDecider,
   vmEventSchemas,
   vmStreamId,
@@ -29,6 +33,10 @@ import {
   type ImageCommandInput,
   type ImageEvent,
   type ImageState,
+  type PortCommand,
+  type PortCommandInput,
+  type PortEvent,
+  type PortPoolState,
   type VmCommand,
   type VmCommandInput,
   type VmEvent,
@@ -76,6 +84,16 @@ export const imageHandler: CommandHandler<ImageCommand, ImageEvent, ImageState> 
   decider: imageDecider,
   streamId: (command) => imageStreamId(command.name),
   eventSchemas: imageEventSchemas,
+  scope: platformScope,
+};
+
+/** A hypervisor's SSH port pool is the platform's (like its capacity). */
+export const portPoolHandler: CommandHandler<PortCommand, PortEvent, PortPoolState> = {
+  name: "maskin.ssh-ports",
+  commandSchema: PortCommandSchema,
+  decider: portPoolDecider,
+  streamId: (command) => portPoolStreamId(command.hostId),
+  eventSchemas: portEventSchemas,
   scope: platformScope,
 };
 
@@ -212,4 +230,20 @@ export async function loadDiskImage(
 export async function loadVm(store: Pick<CommandStore, "readStream">, vmId: string): Promise<{ state: VmState; version: StreamVersion }> {
   const loaded = await loadStream<VmEvent>(store, vmStreamId(vmId), vmEventSchemas);
   return { state: fold(vmDecider, loaded.events), version: loaded.version };
+}
+
+/** An SSH port pool command (`ConfigureSshPortRange`, `AllocateSshPort`, `ReleaseSshPorts`) from raw input. */
+export function executePortCommand(
+  store: CommandStore,
+  input: PortCommandInput | unknown,
+  context: CommandContext,
+  options?: ExecuteOptions,
+): Promise<CommandResult<PortEvent>> {
+  return executeCommand(store, portPoolHandler, input, context, options);
+}
+
+/** A hypervisor's SSH port pool (the default range, nothing held, when never used). */
+export async function loadPortPool(store: Pick<CommandStore, "readStream">, hostId: string): Promise<{ state: PortPoolState; version: StreamVersion }> {
+  const loaded = await loadStream<PortEvent>(store, portPoolStreamId(hostId), portEventSchemas);
+  return { state: fold(portPoolDecider, loaded.events), version: loaded.version };
 }

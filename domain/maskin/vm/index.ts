@@ -7,3 +7,4 @@ export * from "./placement.ts";
 export * from "./image.ts";
 export * from "./disk.ts";
 export * from "./vm.ts";
+export * from "./ports.ts";
