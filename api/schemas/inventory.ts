@@ -18,6 +18,8 @@ const dnsLabel = {
 } as const;
 const text = { type: "string", minLength: 1, maxLength: 200 } as const;
 const address = { type: "string", minLength: 1, maxLength: 253, pattern: "^[A-Za-z0-9.:_-]+$", description: "IP address or DNS name" } as const;
+const count = (description: string) => ({ type: "integer", minimum: 0, maximum: 1_000_000_000, description }) as const;
+const ratio = (fallback: number) => ({ type: "number", exclusiveMinimum: 0, maximum: 64, default: fallback }) as const;
 const rackUnit = { type: "integer", minimum: 1, maximum: 100, description: "Lowest rack unit occupied (1 = bottom)" } as const;
 const mac = {
   type: "string",
@@ -44,6 +46,12 @@ export const inventoryJsonSchema = {
           name: { ...dnsLabel, description: "Datacenter (a failure domain), e.g. osl1" },
           displayName: text,
           region: text,
+          overcommit: {
+            type: "object",
+            additionalProperties: false,
+            description: "Overcommit ratios of this datacenter's hypervisors: allocatable = floor(physical × ratio). Defaults cpu 4, memory 1, disk 1.",
+            properties: { cpu: ratio(4), memory: ratio(1), disk: ratio(1) },
+          },
           racks: {
             type: "array",
             items: {
@@ -59,6 +67,9 @@ export const inventoryJsonSchema = {
                     type: "object",
                     additionalProperties: false,
                     required: ["name", "serial", "macs"],
+                    if: { required: ["role"], properties: { role: { const: "hypervisor" } } },
+                    then: { required: ["capacity"] },
+                    else: { not: { required: ["capacity"] } },
                     properties: {
                       name: dnsLabel,
                       serial: text,
@@ -67,6 +78,13 @@ export const inventoryJsonSchema = {
                       macs: { type: "array", minItems: 1, items: mac, description: "NIC MACs; the first is the boot NIC" },
                       role: { enum: ["bare-metal", "hypervisor"], default: "bare-metal" },
                       position: rackUnit,
+                      capacity: {
+                        type: "object",
+                        additionalProperties: false,
+                        required: ["vcpus", "memoryMiB", "diskGiB"],
+                        description: "A hypervisor's physical capacity (role hypervisor only; required there)",
+                        properties: { vcpus: count("Hardware threads"), memoryMiB: count("Memory, MiB"), diskGiB: count("VM disk space, GiB") },
+                      },
                       bmc: {
                         type: "object",
                         additionalProperties: false,
@@ -137,6 +155,7 @@ export function validateInventoryDocument(value: unknown): { ok: true; document:
   const seen = new Set<string>();
   const errors: SchemaError[] = [];
   for (const error of validate.errors ?? []) {
+    if (error.keyword === "if") continue; // the then/else branch's own error says what is wrong
     const e = toError(error);
     const key = `${e.path}\n${e.message}`;
     if (!seen.has(key)) {
@@ -168,7 +187,8 @@ function toError(error: ErrorObject): SchemaError {
       message = `must be one of ${(error.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(", ")}`;
       break;
     case "not":
-      message = "give password or passwordFile, not both";
+      message = segments.at(-1) === "bmc" ? "give password or passwordFile, not both" : "capacity is only for hosts with role hypervisor";
+      if (segments.at(-1) !== "bmc") segments.push("capacity");
       break;
   }
   let path = "";

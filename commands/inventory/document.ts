@@ -11,6 +11,8 @@ export interface DocDatacenter {
   readonly name: string;
   readonly displayName?: string;
   readonly region?: string;
+  /** Overcommit ratios of the datacenter's hypervisors (allocatable = floor(physical × ratio)); defaults cpu 4, memory 1, disk 1. */
+  readonly overcommit?: Partial<DocOvercommit>;
   readonly racks?: readonly DocRack[];
   readonly switches?: readonly DocSwitch[];
   readonly links?: readonly DocLink[];
@@ -31,6 +33,20 @@ export interface DocHost {
   readonly role?: "bare-metal" | "hypervisor";
   readonly position?: number;
   readonly bmc?: DocBmc;
+  /** Physical capacity; required for (and only allowed on) `role: hypervisor`. */
+  readonly capacity?: DocCapacity;
+}
+
+export interface DocCapacity {
+  readonly vcpus: number;
+  readonly memoryMiB: number;
+  readonly diskGiB: number;
+}
+
+export interface DocOvercommit {
+  readonly cpu: number;
+  readonly memory: number;
+  readonly disk: number;
 }
 
 export interface DocBmc {

@@ -19,8 +19,10 @@ import {
 import { DomainError, isDomainError } from "../../domain/shared/errors.ts";
 import type { CommandContext } from "../handler.ts";
 import { loadStream, parseCommand, type CommandStore } from "../pipeline.ts";
+import { DEFAULT_OVERCOMMIT, capacityDecider, type CapacityCommand, type Overcommit } from "../../domain/maskin/vm/index.ts";
+import { capacityHandler, executeCapacityCommand, loadHypervisor } from "../maskin/vm/index.ts";
 import { decideBatch, executeBatch } from "./batch.ts";
-import type { DocHost, InventoryDocument } from "./document.ts";
+import type { DocDatacenter, DocHost, InventoryDocument } from "./document.ts";
 import { datacenterHandler, macRegistryHandler } from "./handlers.ts";
 
 /**
@@ -39,6 +41,14 @@ import { datacenterHandler, macRegistryHandler } from "./handlers.ts";
  *    datacenter's events in one append (all or nothing), and set the
  *    registry to exactly what the datacenter now holds (which also undoes
  *    the reservation when the append was refused).
+ *
+ * 4. Hosts with `role: hypervisor` are registered with Maskin's capacity
+ *    aggregate (`RegisterHypervisor`: their capacity and the datacenter's
+ *    overcommit ratios), after their datacenter's append; a changed capacity
+ *    or ratio is recorded as `HypervisorCapacityChanged` and reported as a
+ *    change `capacity` of the host. A host that stops being a hypervisor in
+ *    the file keeps its capacity record (its VMs are still there): cordon
+ *    and drain it first.
  *
  * Importing the same file again decides no events: the report says
  * `unchanged` (or `pending-approval`) for every item and nothing is appended.
@@ -121,6 +131,8 @@ export async function importInventory(
   const errors: ImportError[] = [];
   const items: ReportItem[] = [];
   const plans: Array<{ datacenter: string; commands: PlannedCommand[]; hostIds: string[]; changed: boolean }> = [];
+  const hypervisors: Array<{ datacenter: string; command: CapacityCommand }> = [];
+  const at = (context.occurredAt ?? new Date()).toISOString();
 
   for (const [d, dc] of document.datacenters.entries()) {
     const streamId = datacenterStreamId(dc.name);
@@ -129,15 +141,30 @@ export async function importInventory(
     const commands = await planDatacenter(deps, `datacenters[${d}]`, dc, before, newId);
     const outcome = await decideBatch(deps.store, datacenterHandler, streamId, commands.map((c) => c.command), loaded);
     const hostIds: string[] = [];
+    const decidedItems: Array<{ planned: PlannedCommand; item: ReportItem }> = [];
     outcome.decided.forEach((decided, i) => {
       const planned = commands[i]!;
       if (isDomainError(decided)) {
         errors.push(errorAt(planned.path, decided));
         return;
       }
-      items.push(reportItem(planned, decided, outcome.state));
+      decidedItems.push({ planned, item: reportItem(planned, decided, outcome.state) });
       if (planned.command.type === "RegisterHost") hostIds.push(planned.command.hostId);
     });
+    for (const { planned, item } of decidedItems) {
+      const command = planned.command.type === "RegisterHost" ? hypervisorCommand(dc, hostOf(dc, planned), planned.command.hostId, at) : null;
+      if (!command) {
+        items.push(item);
+        continue;
+      }
+      const decided = capacityDecider.decide(command, (await loadHypervisor(deps.store, command.hostId)).state);
+      if (isDomainError(decided)) {
+        errors.push(errorAt(planned.path, decided));
+        continue;
+      }
+      hypervisors.push({ datacenter: dc.name, command });
+      items.push(withCapacityChange(item, decided.length > 0));
+    }
     // MACs across datacenters: what each host will hold, against the registry (and the other datacenters of this file).
     for (const planned of commands) {
       if (planned.command.type !== "RegisterHost" || outcome.state.status !== "present") continue;
@@ -185,6 +212,10 @@ export async function importInventory(
     } finally {
       later(await syncRegistry(deps.store, plan.datacenter, plan.hostIds, dcContext));
     }
+  }
+  for (const { datacenter, command } of hypervisors) {
+    const result = await executeCapacityCommand(deps.store, command, { ...context, datacenter });
+    if (result.events.length > 0) later(result.position);
   }
   return { dryRun: false, items, summary, position };
 }
@@ -288,6 +319,37 @@ function hostCommand(datacenter: string, rack: string, hostId: string, host: Doc
   };
 }
 
+/** The document's host behind a planned RegisterHost (by name: names are unique in a datacenter). */
+function hostOf(dc: DocDatacenter, planned: PlannedCommand): DocHost | undefined {
+  for (const rack of dc.racks ?? []) for (const host of rack.hosts ?? []) if (host.name === planned.name) return host;
+  return undefined;
+}
+
+/** The datacenter's overcommit ratios, each defaulted on its own. */
+export function overcommitOf(dc: Pick<DocDatacenter, "overcommit">): Overcommit {
+  return { ...DEFAULT_OVERCOMMIT, ...dc.overcommit };
+}
+
+/** RegisterHypervisor for a hypervisor host of the document (null for other hosts, or one without capacity). */
+function hypervisorCommand(dc: DocDatacenter, host: DocHost | undefined, hostId: string, at: string): CapacityCommand | null {
+  if (!host || host.role !== "hypervisor" || !host.capacity) return null;
+  return parseCommand(capacityHandler, {
+    type: "RegisterHypervisor",
+    hostId,
+    name: host.name,
+    datacenter: dc.name,
+    capacity: { vcpus: host.capacity.vcpus, memoryMiB: host.capacity.memoryMiB, diskGiB: host.capacity.diskGiB },
+    overcommit: overcommitOf(dc),
+    at,
+  });
+}
+
+/** A host item whose hypervisor registration decides events: at least `updated`, with the change `capacity`. */
+function withCapacityChange(item: ReportItem, changed: boolean): ReportItem {
+  if (!changed || item.outcome === "created") return item;
+  return { ...item, outcome: item.outcome === "unchanged" ? "updated" : item.outcome, changes: [...item.changes, "capacity"] };
+}
+
 function reportItem(planned: PlannedCommand, events: readonly DatacenterEvent[], state: DatacenterState): ReportItem {
   const base = {
     kind: planned.kind,
@@ -354,6 +416,7 @@ const FIELD_OF_CODE: Readonly<Record<string, string>> = {
   invalid_mac: "macs",
   rack_not_found: "rack",
   host_name_taken: "name",
+  hypervisor_datacenter_mismatch: "capacity",
   device_name_taken: "name",
 };
 

@@ -7,6 +7,7 @@ export {
   importInventory,
   InventoryImportError,
   loadDatacenter,
+  overcommitOf,
   syncRegistry,
   type ImportDeps,
   type ImportError,

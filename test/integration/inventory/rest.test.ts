@@ -49,7 +49,7 @@ const document = (overrides: { serial?: string; mac?: string; address?: string }
               macs: [overrides.mac ?? "52:54:00:12:34:01"],
               bmc: { driver: "ipmi", address: overrides.address ?? "127.0.0.1", port: 9623, username: "admin", password: PASSWORD },
             },
-            { name: "node-02", serial: "SN124", macs: ["52-54-00-12-34-02"], role: "hypervisor" },
+            { name: "node-02", serial: "SN124", macs: ["52-54-00-12-34-02"], role: "hypervisor", capacity: { vcpus: 8, memoryMiB: 16384, diskGiB: 200 } },
           ],
         },
       ],
