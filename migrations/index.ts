@@ -7,6 +7,7 @@ import * as eventStoreReadOrder from "./0005_eventstore_read_order.ts";
 import * as relay from "./0006_relay.ts";
 import * as sagas from "./0007_sagas.ts";
 import * as secrets from "./0008_secrets.ts";
+import * as workTarget from "./0009_work_target.ts";
 
 /**
  * Every migration, in order. Listed statically (not read from the folder) so
@@ -21,6 +22,7 @@ export const migrations: Record<string, Migration> = {
   "0006_relay": relay,
   "0007_sagas": sagas,
   "0008_secrets": secrets,
+  "0009_work_target": workTarget,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => migrations };

@@ -19,6 +19,8 @@ export const WorkRequestMessageSchema = z.object({
   service: z.string().min(1),
   action: z.string().min(1),
   datacenter: z.string().min(1),
+  /** One worker within the datacenter (a hypervisor host): the request's subject ends `.<datacenter>.<target>`. */
+  target: z.string().min(1).optional(),
   payload: Json,
   correlationId: z.string().min(1),
   requestedAt: z.string().min(1),
@@ -61,6 +63,7 @@ export type WorkResultMessage = z.infer<typeof WorkResultMessageSchema>;
 export const HeartbeatSchema = z.object({
   service: z.string().min(1),
   datacenter: z.string().min(1),
+  target: z.string().min(1).optional(),
   workerId: z.string().min(1),
   at: z.string().min(1),
 });

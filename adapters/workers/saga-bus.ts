@@ -77,7 +77,7 @@ export class JetStreamSagaBus implements SagaBus {
     const h = natsHeaders();
     h.set(HEADERS.requestId, request.requestId);
     h.set(HEADERS.correlationId, headerText(request.correlationId));
-    await this.js.publish(this.ns.subject(request.service, "cmd", request.action, request.datacenter), JSON.stringify(request), {
+    await this.js.publish(this.ns.subject(request.service, "cmd", request.action, request.datacenter, ...(request.target ? [request.target] : [])), JSON.stringify(request), {
       msgID: request.requestId,
       headers: h,
     });

@@ -60,6 +60,12 @@ export interface StartWorkerOptions {
   readonly namespace?: NatsNamespace;
   readonly service: string;
   readonly datacenter: string;
+  /**
+   * Takes only the work addressed to this one worker within the datacenter
+   * (`dv.<service>.cmd.*.<datacenter>.<target>`, its own durable), e.g. the
+   * hypervisor worker of one host; absent: work for any worker of the service there.
+   */
+  readonly target?: string;
   readonly handlers: Readonly<Record<string, WorkHandler>>;
   readonly workerId?: string;
   /** Heartbeat on `dv.<service>.health` (default 2000 ms). */
@@ -83,14 +89,15 @@ export interface RunningWorker {
   stop(): Promise<void>;
 }
 
-/** The durable consumer name of a service's workers in a datacenter (unqualified). */
-export function workerDurable(service: string, datacenter: string): string {
-  return `WORKERS_${service}_${datacenter}`.replace(/[^A-Za-z0-9_-]/g, "_");
+/** The durable consumer name of a service's workers in a datacenter, or of its one target there (unqualified). */
+export function workerDurable(service: string, datacenter: string, target?: string): string {
+  return `WORKERS_${service}_${datacenter}${target ? `_${target}` : ""}`.replace(/[^A-Za-z0-9_-]/g, "_");
 }
 
 /**
  * Runs a worker: pulls `dv.<service>.cmd.*.<datacenter>` from DV_WORK (one
- * durable shared by every worker of the service in the datacenter), runs the
+ * durable shared by every worker of the service in the datacenter; with a
+ * `target`, `…<datacenter>.<target>` and a durable of its own), runs the
  * action's handler with an AbortSignal wired to `dv.<service>.cancel.<req>`,
  * publishes the result to DV_RESULTS `dv.<service>.res.<action>.<datacenter>`
  * (Nats-Msg-Id `<requestId>:result`), and acks only after the result is
@@ -98,8 +105,8 @@ export function workerDurable(service: string, datacenter: string): string {
  */
 export async function startWorker(options: StartWorkerOptions): Promise<RunningWorker> {
   const ns = options.namespace ?? DEFAULT_NAMESPACE;
-  const { nc, service, datacenter } = options;
-  const workerId = options.workerId ?? `${service}-${datacenter}-${randomUUID().slice(0, 8)}`;
+  const { nc, service, datacenter, target } = options;
+  const workerId = options.workerId ?? `${service}-${datacenter}${target ? `-${target}` : ""}-${randomUUID().slice(0, 8)}`;
   const report = (error: unknown, context: string) => options.onError?.(error, context);
   const js = jetstream(nc, { timeout: 5_000 });
   if (options.ensureStreams !== false) await ensureStreams(await jetstreamManager(nc), { namespace: ns });
@@ -114,7 +121,7 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
   });
 
   const beat = () => {
-    const heartbeat: Heartbeat = { service, datacenter, workerId, at: new Date().toISOString() };
+    const heartbeat: Heartbeat = { service, datacenter, ...(target ? { target } : {}), workerId, at: new Date().toISOString() };
     try {
       nc.publish(ns.subject(service, "health"), JSON.stringify(heartbeat));
     } catch (error) {
@@ -238,8 +245,8 @@ export async function startWorker(options: StartWorkerOptions): Promise<RunningW
       nc,
       namespace: ns,
       stream: ns.stream(STREAMS.work),
-      durable: ns.stream(workerDurable(service, datacenter)),
-      filterSubject: ns.subject(service, "cmd", "*", datacenter),
+      durable: ns.stream(workerDurable(service, datacenter, target)),
+      filterSubject: ns.subject(service, "cmd", "*", datacenter, ...(target ? [target] : [])),
       maxInFlight: options.concurrency ?? 8,
       ackWaitMs,
       onError: (error) => report(error, "work consumer"),

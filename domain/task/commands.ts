@@ -61,6 +61,8 @@ export const RequestWorkSchema = z.strictObject({
   service: Token,
   action: Token,
   datacenter: Token,
+  /** One worker within the datacenter (a hypervisor host): `dv.<service>.cmd.<action>.<datacenter>.<target>`; null: any worker of the service there. */
+  target: Token.nullable().default(null),
   payload: Json.default({}),
   at: At,
 });

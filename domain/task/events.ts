@@ -35,6 +35,8 @@ export const TaskWorkRequestedSchema = z.object({
   service: z.string(),
   action: z.string(),
   datacenter: z.string(),
+  /** Absent in events from before targets existed: read as null. */
+  target: z.string().nullable().optional(),
   payload: Json,
 });
 export const TaskStepProgressedSchema = z.object({ taskId: TaskId, step: Step, percent: z.number().int(), message: z.string() });

@@ -12,6 +12,8 @@ export interface WorkRequest {
   readonly service: string;
   readonly action: string;
   readonly datacenter: string;
+  /** The one worker asked (a hypervisor host), null for any worker of the service in the datacenter. */
+  readonly target: string | null;
   /** True until the worker answered (success or failure). */
   readonly outstanding: boolean;
 }
@@ -119,7 +121,7 @@ export function evolveTask(state: TaskState, event: TaskEvent): TaskState {
         attempts: d.attempt,
         attemptsInBudget: step.attemptsInBudget + 1,
         retryAt: null,
-        request: { requestId: d.requestId, attempt: d.attempt, service: d.service, action: d.action, datacenter: d.datacenter, outstanding: true },
+        request: { requestId: d.requestId, attempt: d.attempt, service: d.service, action: d.action, datacenter: d.datacenter, target: d.target ?? null, outstanding: true },
       }));
     }
     case "TaskStepProgressed":

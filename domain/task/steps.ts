@@ -53,6 +53,7 @@ export function decideRequestWork(command: TaskCommandOf<"RequestWork">, task: E
       service: command.service,
       action: command.action,
       datacenter: command.datacenter,
+      ...(command.target ? { target: command.target } : {}),
       payload: command.payload,
     }),
   ];

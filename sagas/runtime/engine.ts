@@ -2,7 +2,7 @@ import type { WorkResultMessage } from "../../adapters/workers/port.ts";
 import type { TaskCommandInput } from "../../domain/task/commands.ts";
 import type { TaskEvent } from "../../domain/task/events.ts";
 import { isTerminal, type ExistingTask } from "../../domain/task/state.ts";
-import { isWaitStep, isWorkStep, type TaskSaga } from "./types.ts";
+import { isWaitStep, isWorkStep, type TaskSaga, type WorkSpec } from "./types.ts";
 
 /**
  * The generic step engine, pure: given a task event and the task's state
@@ -23,9 +23,12 @@ export type SagaAction =
       readonly service: string;
       readonly action: string;
       readonly datacenter: string;
+      readonly target: string | null;
       readonly payload: Record<string, unknown>;
     }
   | { readonly type: "run-step"; readonly step: string }
+  /** Ask the step's `resolveWork` (it reads state through deps) what to request, then RequestWork. */
+  | { readonly type: "resolve-work"; readonly step: string }
   /** Run a wait step's check: output completes it, null reports its `waitingFor` as progress. */
   | { readonly type: "check-wait"; readonly step: string }
   | { readonly type: "schedule"; readonly timer: TimerSpec }
@@ -67,7 +70,17 @@ export function reactToTaskEvent(saga: TaskSaga<any>, event: TaskEvent, task: Ex
       if (!request || request.requestId !== event.data.requestId || !request.outstanding || step.status !== "running") return [];
       const d = event.data;
       return [
-        { type: "publish-work", requestId: d.requestId, step: d.step, attempt: d.attempt, service: d.service, action: d.action, datacenter: d.datacenter, payload: d.payload },
+        {
+          type: "publish-work",
+          requestId: d.requestId,
+          step: d.step,
+          attempt: d.attempt,
+          service: d.service,
+          action: d.action,
+          datacenter: d.datacenter,
+          target: d.target ?? null,
+          payload: d.payload,
+        },
       ];
     }
     case "TaskCancellationRequested":
@@ -106,23 +119,25 @@ export function advance(saga: TaskSaga<any>, task: ExistingTask, now: Date): Sag
   return [requestWork(saga, task, step.name, at)];
 }
 
-/** The RequestWork command for a step, from the saga's declaration. */
+/** The RequestWork command for a step, from the saga's declaration (`resolve-work` when it must read state first). */
 export function requestWork(saga: TaskSaga<any>, task: ExistingTask, stepName: string, at: string): SagaAction {
   const definition = saga.steps[stepName];
   if (!definition || !isWorkStep(definition)) throw new Error(`saga ${saga.kind}: step ${stepName} is not a work step`);
-  const spec = definition.work(task);
+  if (!definition.work) return { type: "resolve-work", step: stepName };
+  return { type: "command", command: requestWorkCommand(task, stepName, definition.work(task), at) };
+}
+
+export function requestWorkCommand(task: ExistingTask, stepName: string, spec: WorkSpec, at: string): TaskCommandInput {
   return {
-    type: "command",
-    command: {
-      type: "RequestWork",
-      taskId: task.taskId,
-      step: stepName,
-      service: spec.service,
-      action: spec.action,
-      datacenter: spec.datacenter,
-      payload: spec.payload ?? {},
-      at,
-    },
+    type: "RequestWork",
+    taskId: task.taskId,
+    step: stepName,
+    service: spec.service,
+    action: spec.action,
+    datacenter: spec.datacenter,
+    ...(spec.target ? { target: spec.target } : {}),
+    payload: spec.payload ?? {},
+    at,
   };
 }
 

@@ -19,24 +19,31 @@ export function healthBoundMs(policy: HealthPolicy = DEFAULT_HEALTH): number {
 
 export type WorkerHealth = { readonly up: true } | { readonly up: false; readonly reason: string };
 
-export function workerDependency(service: string, datacenter: string): string {
-  return `worker ${service}@${datacenter}`;
+/** Where a worker takes work from: its datacenter, or one target in it (`osl1/<hypervisor host id>`). */
+export function workerLocation(datacenter: string, target?: string | null): string {
+  return target ? `${datacenter}/${target}` : datacenter;
+}
+
+export function workerDependency(service: string, datacenter: string, target?: string | null): string {
+  return `worker ${service}@${workerLocation(datacenter, target)}`;
 }
 
 export function workerHealth(input: {
   readonly service: string;
   readonly datacenter: string;
+  readonly target?: string | null;
   readonly lastSeen: Date | null;
   readonly watchingSince: Date;
   readonly now: Date;
   readonly policy?: HealthPolicy;
 }): WorkerHealth {
   const bound = healthBoundMs(input.policy);
+  const where = input.target ? `${input.datacenter} (${input.target})` : input.datacenter;
   const now = input.now.getTime();
   if (input.lastSeen && now - input.lastSeen.getTime() <= bound) return { up: true };
   if (!input.lastSeen) {
     if (now - input.watchingSince.getTime() <= bound) return { up: true }; // not long enough to tell
-    return { up: false, reason: `no heartbeat from ${input.service} workers in ${input.datacenter}: never seen (watching since ${input.watchingSince.toISOString()})` };
+    return { up: false, reason: `no heartbeat from ${input.service} workers in ${where}: never seen (watching since ${input.watchingSince.toISOString()})` };
   }
-  return { up: false, reason: `no heartbeat from ${input.service} workers in ${input.datacenter} since ${input.lastSeen.toISOString()}` };
+  return { up: false, reason: `no heartbeat from ${input.service} workers in ${where} since ${input.lastSeen.toISOString()}` };
 }

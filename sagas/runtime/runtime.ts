@@ -22,8 +22,8 @@ import { taskEventSchemas, type TaskEvent } from "../../domain/task/events.ts";
 import { isTerminal, type ExistingTask, type TaskState } from "../../domain/task/state.ts";
 import { taskStreamId } from "../../domain/task/stream.ts";
 import { DEFAULT_BACKOFF, retryAt, backoffDelayMs, type BackoffPolicy } from "./backoff.ts";
-import { decideResult, reactToRetryTimer, reactToTaskEvent, reactToWaitEvent, type SagaAction } from "./engine.ts";
-import { DEFAULT_HEALTH, workerDependency, workerHealth, type HealthPolicy } from "./health.ts";
+import { decideResult, reactToRetryTimer, reactToTaskEvent, reactToWaitEvent, requestWorkCommand, type SagaAction } from "./engine.ts";
+import { DEFAULT_HEALTH, workerDependency, workerHealth, workerLocation, type HealthPolicy } from "./health.ts";
 import {
   fireDueTimers,
   forgetTask,
@@ -35,7 +35,7 @@ import {
   type DueTimer,
 } from "./state-store.ts";
 import { TaskCache, versionNumber, type CachedTask } from "./task-cache.ts";
-import { isInlineStep, isWaitStep, type SagaTrigger, type TaskSaga, type TriggerEvent, type WaitCompletion } from "./types.ts";
+import { isInlineStep, isWaitStep, isWorkStep, WaitBlocked, type SagaTrigger, type TaskSaga, type TriggerEvent, type WaitCompletion, type WorkSpec } from "./types.ts";
 
 /** A wait step that one completion event type may complete. */
 interface WaitRegistration<Deps> {
@@ -558,6 +558,7 @@ export class SagaRuntime<Deps = unknown> {
             service: action.service,
             action: action.action,
             datacenter: action.datacenter,
+            target: action.target,
             requestedAt: this.now(),
           }, forget ?? undefined);
           if (forget) s.forgotten.add(forget);
@@ -570,6 +571,7 @@ export class SagaRuntime<Deps = unknown> {
             service: action.service,
             action: action.action,
             datacenter: action.datacenter,
+            ...(action.target ? { target: action.target } : {}),
             payload: action.payload,
             correlationId: meta.correlationId,
             requestedAt: this.iso(),
@@ -580,7 +582,7 @@ export class SagaRuntime<Deps = unknown> {
         case "check-wait": {
           const definition = saga.steps[action.step];
           if (!definition || !isWaitStep(definition)) throw new Error(`saga ${saga.kind}: step ${action.step} is not a wait step`);
-          let output: Record<string, unknown> | null;
+          let output: Record<string, unknown> | WaitBlocked | null;
           try {
             output = await definition.check(task, this.options.deps as Deps);
           } catch (error) {
@@ -589,8 +591,34 @@ export class SagaRuntime<Deps = unknown> {
             await this.decide(s, { type: "FailTask", taskId: task.taskId, code: error.code.slice(0, 100), reason: `step ${action.step}: ${error.message}`.slice(0, 4000), at: this.iso() });
             break;
           }
-          if (output) await this.decide(s, { type: "CompleteStep", taskId: task.taskId, step: action.step, output, at: this.iso() });
-          else await this.decide(s, { type: "ReportProgress", taskId: task.taskId, step: action.step, percent: 0, message: definition.waitingFor.slice(0, 500), at: this.iso() });
+          const blockedHere = task.blocked !== null && task.blocked.step === action.step;
+          if (output instanceof WaitBlocked) {
+            const dependency = output.dependency.slice(0, 200);
+            const reason = output.reason.slice(0, 1000) || definition.waitingFor;
+            if (blockedHere && task.blocked!.dependency !== dependency) await this.decide(s, { type: "UnblockTask", taskId: task.taskId, dependency: task.blocked!.dependency, at: this.iso() });
+            if (task.blocked?.dependency !== dependency) await this.decide(s, { type: "BlockTask", taskId: task.taskId, dependency, kind: output.kind, reason, at: this.iso() });
+            await this.decide(s, { type: "ReportProgress", taskId: task.taskId, step: action.step, percent: 0, message: `${definition.waitingFor}: ${reason}`.slice(0, 500), at: this.iso() });
+            break;
+          }
+          if (output) {
+            if (blockedHere) await this.decide(s, { type: "UnblockTask", taskId: task.taskId, dependency: task.blocked!.dependency, at: this.iso() });
+            await this.decide(s, { type: "CompleteStep", taskId: task.taskId, step: action.step, output, at: this.iso() });
+          } else await this.decide(s, { type: "ReportProgress", taskId: task.taskId, step: action.step, percent: 0, message: definition.waitingFor.slice(0, 500), at: this.iso() });
+          break;
+        }
+        case "resolve-work": {
+          const definition = saga.steps[action.step];
+          if (!definition || !isWorkStep(definition) || !definition.resolveWork) throw new Error(`saga ${saga.kind}: step ${action.step} does not resolve its work`);
+          let spec: WorkSpec;
+          try {
+            spec = await definition.resolveWork(task, this.options.deps as Deps);
+          } catch (error) {
+            // The state says the work cannot be asked for (the VM was deleted meanwhile): the task fails with the rule's words.
+            if (!isDomainError(error)) throw error;
+            await this.decide(s, { type: "FailTask", taskId: task.taskId, code: error.code.slice(0, 100), reason: `step ${action.step}: ${error.message}`.slice(0, 4000), at: this.iso() });
+            break;
+          }
+          await this.decide(s, requestWorkCommand(task, action.step, spec, this.iso()));
           break;
         }
         case "run-step": {
@@ -683,7 +711,7 @@ export class SagaRuntime<Deps = unknown> {
   private noteHeartbeat(raw: Heartbeat): void {
     const heartbeat = HeartbeatSchema.safeParse(raw);
     if (!heartbeat.success) return;
-    const key = `${heartbeat.data.service}@${heartbeat.data.datacenter}`;
+    const key = `${heartbeat.data.service}@${workerLocation(heartbeat.data.datacenter, heartbeat.data.target)}`;
     const at = this.now(); // our clock: a worker's skewed clock must not make it look alive or dead
     const previous = this.lastSeen.get(key);
     if (!previous || previous < at) this.lastSeen.set(key, at);
@@ -708,28 +736,30 @@ export class SagaRuntime<Deps = unknown> {
     const now = this.now();
     const done = new Set<string>();
     for (const work of outstanding) {
-      const key = `${work.taskId}|${work.service}@${work.datacenter}`;
+      const worker = `${work.service}@${workerLocation(work.datacenter, work.target)}`;
+      const key = `${work.taskId}|${worker}`;
       if (done.has(key)) continue;
       done.add(key);
       const health = workerHealth({
         service: work.service,
         datacenter: work.datacenter,
-        lastSeen: this.lastSeen.get(`${work.service}@${work.datacenter}`) ?? null,
+        target: work.target,
+        lastSeen: this.lastSeen.get(worker) ?? null,
         watchingSince: this.watchingSince,
         now,
         policy,
       });
-      const dependency = workerDependency(work.service, work.datacenter);
-      const meta = { correlationId: `health:${work.service}@${work.datacenter}`, causationId: null };
+      const dependency = workerDependency(work.service, work.datacenter, work.target);
+      const meta = { correlationId: `health:${worker}`, causationId: null };
       try {
         if (!health.up && !work.blocked) {
           await this.serially(work.taskId, () =>
             this.command(work.taskId, { type: "BlockTask", taskId: work.taskId, dependency, kind: "hard", reason: health.reason, at: now.toISOString() }, meta),
           );
-          await markBlocked(this.options.pool, work.taskId, work.service, work.datacenter, true);
+          await markBlocked(this.options.pool, work.taskId, work.service, work.datacenter, work.target, true);
         } else if (health.up && work.blocked) {
           await this.serially(work.taskId, () => this.command(work.taskId, { type: "UnblockTask", taskId: work.taskId, dependency, at: now.toISOString() }, meta));
-          await markBlocked(this.options.pool, work.taskId, work.service, work.datacenter, false);
+          await markBlocked(this.options.pool, work.taskId, work.service, work.datacenter, work.target, false);
         }
       } catch (error) {
         if ((error as { code?: string }).code === "task_not_found") await forgetTask(this.options.pool, work.taskId);

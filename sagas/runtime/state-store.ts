@@ -19,6 +19,8 @@ export interface OutstandingWork {
   readonly service: string;
   readonly action: string;
   readonly datacenter: string;
+  /** The one worker asked (a hypervisor host), null for any worker of the service in the datacenter. */
+  readonly target: string | null;
   readonly requestedAt: Date;
   readonly blocked: boolean;
 }
@@ -38,11 +40,11 @@ export async function forgetTask(pool: pg.Pool, taskId: string): Promise<void> {
 
 /** Records a request as outstanding; `forget` (an answered request) is deleted in the same statement. */
 export async function trackWork(pool: pg.Pool, work: Omit<OutstandingWork, "blocked">, forget?: string): Promise<void> {
-  const values = [work.requestId, work.taskId, work.step, work.service, work.action, work.datacenter, work.requestedAt];
-  const insert = `insert into sagas.outstanding_work (request_id, task_id, step, service, action, datacenter, requested_at)
-     values ($1, $2, $3, $4, $5, $6, $7) on conflict (request_id) do nothing`;
+  const values = [work.requestId, work.taskId, work.step, work.service, work.action, work.datacenter, work.requestedAt, work.target];
+  const insert = `insert into sagas.outstanding_work (request_id, task_id, step, service, action, datacenter, requested_at, target)
+     values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (request_id) do nothing`;
   if (forget === undefined || forget === work.requestId) await pool.query(insert, values);
-  else await pool.query(`with answered as (delete from sagas.outstanding_work where request_id = $8) ${insert}`, [...values, forget]);
+  else await pool.query(`with answered as (delete from sagas.outstanding_work where request_id = $9) ${insert}`, [...values, forget]);
 }
 
 export async function forgetWork(pool: pg.Pool, requestId: string): Promise<void> {
@@ -57,9 +59,10 @@ export async function listOutstandingWork(pool: pg.Pool): Promise<OutstandingWor
     service: string;
     action: string;
     datacenter: string;
+    target: string | null;
     requested_at: Date;
     blocked: boolean;
-  }>("select request_id, task_id, step, service, action, datacenter, requested_at, blocked from sagas.outstanding_work order by requested_at");
+  }>("select request_id, task_id, step, service, action, datacenter, target, requested_at, blocked from sagas.outstanding_work order by requested_at");
   return rows.map((r) => ({
     requestId: r.request_id,
     taskId: r.task_id,
@@ -67,18 +70,17 @@ export async function listOutstandingWork(pool: pg.Pool): Promise<OutstandingWor
     service: r.service,
     action: r.action,
     datacenter: r.datacenter,
+    target: r.target,
     requestedAt: r.requested_at,
     blocked: r.blocked,
   }));
 }
 
-export async function markBlocked(pool: pg.Pool, taskId: string, service: string, datacenter: string, blocked: boolean): Promise<void> {
-  await pool.query("update sagas.outstanding_work set blocked = $4 where task_id = $1 and service = $2 and datacenter = $3", [
-    taskId,
-    service,
-    datacenter,
-    blocked,
-  ]);
+export async function markBlocked(pool: pg.Pool, taskId: string, service: string, datacenter: string, target: string | null, blocked: boolean): Promise<void> {
+  await pool.query(
+    "update sagas.outstanding_work set blocked = $4 where task_id = $1 and service = $2 and datacenter = $3 and target is not distinct from $5",
+    [taskId, service, datacenter, blocked, target],
+  );
 }
 
 /**

@@ -6,6 +6,8 @@ export interface WorkSpec {
   readonly service: string;
   readonly action: string;
   readonly datacenter: string;
+  /** One worker within the datacenter (a hypervisor host id); absent: any worker of the service there. */
+  readonly target?: string;
   readonly payload?: Record<string, unknown>;
 }
 
@@ -15,10 +17,18 @@ export interface WorkFailure {
   readonly message: string;
 }
 
-/** A step done by a worker near the hardware, over DV_WORK. `work` is pure: it reads the task (its input, earlier outputs are not kept). */
+/**
+ * A step done by a worker near the hardware, over DV_WORK. Exactly one of:
+ * - `work`, pure: it reads the task (its input; earlier outputs are not kept);
+ * - `resolveWork`, when where the work goes or what it carries was decided by
+ *   an earlier step and lives in the resource's state (the hypervisor a VM was
+ *   placed on): read through deps each time the work is requested, so a
+ *   retry goes where the state says now. A DomainError it throws fails the task.
+ */
 export interface WorkStep<Deps> {
   readonly title: string;
-  work(task: ExistingTask): WorkSpec;
+  work?(task: ExistingTask): WorkSpec;
+  resolveWork?(task: ExistingTask, deps: Deps): Promise<WorkSpec>;
   /**
    * The dependency a failure names, e.g. `bmc_unreachable` -> "bmc <hostId>"
    * (used when the worker's result does not name one itself): the task is
@@ -60,9 +70,27 @@ export interface WaitStep<Deps> {
   readonly title: string;
   /** Shown as the step's progress while it waits, e.g. "waiting for netboot". */
   readonly waitingFor: string;
-  check(task: ExistingTask, deps: Deps): Promise<Record<string, unknown> | null>;
+  check(task: ExistingTask, deps: Deps): Promise<Record<string, unknown> | WaitBlocked | null>;
   readonly completesOn: readonly WaitCompletion<Deps>[];
   compensate?(task: ExistingTask, deps: Deps): Promise<void>;
+}
+
+/**
+ * What a wait step's check returns when the wait is for a dependency that is
+ * missing now (no capacity anywhere): the task is blocked on it (kind, reason)
+ * while the step keeps waiting; the check that returns an output unblocks the
+ * task and completes the step. Made with `waitBlocked`.
+ */
+export class WaitBlocked {
+  constructor(
+    readonly dependency: string,
+    readonly kind: "hard" | "soft",
+    readonly reason: string,
+  ) {}
+}
+
+export function waitBlocked(blocked: { readonly dependency: string; readonly kind: "hard" | "soft"; readonly reason: string }): WaitBlocked {
+  return new WaitBlocked(blocked.dependency, blocked.kind, blocked.reason);
 }
 
 export type SagaStep<Deps> = WorkStep<Deps> | InlineStep<Deps> | WaitStep<Deps>;
@@ -109,7 +137,8 @@ export interface TaskSaga<Deps = unknown> {
 }
 
 export function isWorkStep<Deps>(step: SagaStep<Deps>): step is WorkStep<Deps> {
-  return typeof (step as WorkStep<Deps>).work === "function";
+  const work = step as WorkStep<Deps>;
+  return typeof work.work === "function" || typeof work.resolveWork === "function";
 }
 
 export function isWaitStep<Deps>(step: SagaStep<Deps>): step is WaitStep<Deps> {
@@ -132,7 +161,9 @@ export function defineSaga<Deps = unknown>(saga: TaskSaga<Deps>): TaskSaga<Deps>
   if (Object.keys(saga.steps).length === 0) throw new RangeError(`saga ${saga.kind} has no steps`);
   for (const [name, step] of Object.entries(saga.steps)) {
     const kinds = [isWorkStep(step), isWaitStep(step), isInlineStep(step)].filter(Boolean).length;
-    if (kinds !== 1) throw new RangeError(`saga ${saga.kind}: step ${name} must be exactly one of work (work), wait (check + completesOn) or inline (run)`);
+    if (kinds !== 1) throw new RangeError(`saga ${saga.kind}: step ${name} must be exactly one of work (work or resolveWork), wait (check + completesOn) or inline (run)`);
+    const work = step as WorkStep<Deps>;
+    if (typeof work.work === "function" && typeof work.resolveWork === "function") throw new RangeError(`saga ${saga.kind}: step ${name} declares both work and resolveWork`);
   }
   for (const trigger of saga.triggers ?? []) {
     if (!/^[a-z0-9][a-z0-9-]*$/.test(trigger.name)) throw new RangeError(`saga ${saga.kind}: trigger name ${JSON.stringify(trigger.name)} must be lowercase a-z, 0-9 and '-'`);

@@ -73,7 +73,7 @@ describe("step engine decisions", () => {
     ]);
     const [requested] = s.send({ type: "RequestWork", taskId: T, step: "reserve", service: "maskin", action: "reserve", datacenter: "osl1", payload: { n: 1 }, at });
     expect(reactToTaskEvent(saga, requested!, s.state, now)).toEqual([
-      { type: "publish-work", requestId: `${T}:reserve:1`, step: "reserve", attempt: 1, service: "maskin", action: "reserve", datacenter: "osl1", payload: { n: 1 } },
+      { type: "publish-work", requestId: `${T}:reserve:1`, step: "reserve", attempt: 1, service: "maskin", action: "reserve", datacenter: "osl1", target: null, payload: { n: 1 } },
     ]);
     // Answered already: a redelivered TaskWorkRequested publishes nothing.
     s.send({ type: "CompleteStep", taskId: T, step: "reserve", requestId: `${T}:reserve:1`, at });
