@@ -5,6 +5,7 @@ import { apiBenchmarks } from "./api.ts";
 import { eventStoreBenchmarks } from "./eventstore.ts";
 import { graphqlBenchmarks } from "./graphql.ts";
 import { pgbenchBaseline } from "./pgbench.ts";
+import { placementBenchmarks } from "./placement.ts";
 import { relayBenchmarks } from "./relay.ts";
 import { sagaBenchmarks } from "./sagas.ts";
 import { logBenchmarks } from "./tenancy-log.ts";
@@ -36,6 +37,7 @@ const GROUPS: ReadonlyArray<readonly [name: string, run: () => Promise<BenchResu
   ["graphql", () => graphqlBenchmarks(quick ? { seconds: 3, writes: 100 } : {})],
   ["relay", () => relayBenchmarks({ events: quick ? 20_000 : 100_000 })],
   ["sagas", () => sagaBenchmarks({ sagas: quick ? 200 : 1_000 })],
+  ["placement", () => placementBenchmarks({ rounds: quick ? 3 : 7 })],
 ];
 const unknown = only?.filter((name) => !GROUPS.some(([group]) => group === name)) ?? [];
 if (only && (only.length === 0 || unknown.length > 0)) {
