@@ -10,7 +10,7 @@ import { z } from "zod";
  * | status | codes |
  * |---|---|
  * | 400 | validation_failed, malformed_body, command_invalid, invalid_if_match, invalid_cursor, invalid_idempotency_key, invalid_position, bad_request (other 4xx from the framework keep their status) |
- * | 401 | unauthenticated, invalid_token, invalid_credentials, install_token_invalid (boot service: no current, unused install token) |
+ * | 401 | unauthenticated, invalid_token, invalid_credentials, install_token_invalid (boot service: no current, unused install token), wipe_token_invalid (the same for a wipe) |
  * | 403 | forbidden, scope_mismatch |
  * | 404 | boot_asset_not_found, tenant_not_found, project_not_found, environment_not_found, service_account_not_found, task_not_found, dead_letter_not_found, route_not_found |
  * | 409 | tenant_exists, project_exists, environment_exists, project_name_taken, environment_name_taken, tenant_suspended, project_archived, project_has_active_environments, subject_kind_mismatch, task_finished, task_not_failed, concurrency_conflict, idempotency_key_in_use |
@@ -48,6 +48,7 @@ export const PROBLEM_KINDS = {
   invalid_token: { status: 401, title: "The bearer token is not valid" },
   invalid_credentials: { status: 401, title: "The credentials are not valid" },
   install_token_invalid: { status: 401, title: "The install token is not valid" },
+  wipe_token_invalid: { status: 401, title: "The wipe token is not valid" },
   forbidden: { status: 403, title: "Not allowed" },
   scope_mismatch: { status: 403, title: "Outside the caller's scope" },
   tenant_not_found: { status: 404, title: "Tenant not found" },

@@ -1,7 +1,7 @@
 import { createReadStream } from "node:fs";
 import { readdir, stat } from "node:fs/promises";
 import { join } from "node:path";
-import type { AssetSource, BootImage, ImageCatalog, OpenedAsset } from "./port.ts";
+import { WIPE_IMAGE_NAME, type AssetSource, type BootImage, type ImageCatalog, type OpenedAsset, type WipeImage } from "./port.ts";
 
 /**
  * The boot image catalog, from configuration. Two ways, combinable:
@@ -71,17 +71,61 @@ export class StaticImageCatalog implements ImageCatalog {
   async openAsset(imageName: string, file: string): Promise<OpenedAsset | null> {
     const image = this.byName.get(imageName);
     if (!image) return null;
-    const source = [image.kernel, image.initramfs].find((s): s is Extract<AssetSource, { kind: "file" }> => s.kind === "file" && s.file === file);
-    if (!source) return null;
-    try {
-      const info = await stat(source.path);
-      if (!info.isFile()) return null;
-      return { stream: createReadStream(source.path), size: info.size };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
-      throw error;
-    }
+    return openImageFile([image.kernel, image.initramfs], file);
   }
+}
+
+/** The local file named `file` among an image's sources (never a path from the request); null when there is none. */
+export async function openImageFile(sources: readonly AssetSource[], file: string): Promise<OpenedAsset | null> {
+  const source = sources.find((s): s is Extract<AssetSource, { kind: "file" }> => s.kind === "file" && s.file === file);
+  if (!source) return null;
+  try {
+    const info = await stat(source.path);
+    if (!info.isFile()) return null;
+    return { stream: createReadStream(source.path), size: info.size };
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw error;
+  }
+}
+
+/** What a wipe image boots with when DV_WIPE_KERNEL_ARGS does not say (a serial console too: a wipe is watched there). */
+export const DEFAULT_WIPE_KERNEL_ARGS: readonly string[] = ["console=tty0", "console=ttyS0,115200"];
+
+/**
+ * The wipe image from the environment; null when none is configured (then
+ * a release's wipe netboot gets `exit` and the release waits until its
+ * deadline: configure one wherever hosts are released).
+ *
+ * - `DV_WIPE_ASSETS_DIR`: a directory holding a kernel (`vmlinuz*`,
+ *   `bzImage*`, `kernel[-<arch>]`) and an initramfs (`initramfs*`,
+ *   `initrd*`), served at /boot/assets/dv-wipe/<file>; or
+ * - `DV_WIPE_KERNEL_URL` + `DV_WIPE_INITRAMFS_URL`: fetched there by iPXE.
+ * - `DV_WIPE_KERNEL_ARGS` (space-separated) replaces DEFAULT_WIPE_KERNEL_ARGS.
+ */
+export async function wipeImageFromEnv(env: NodeJS.ProcessEnv): Promise<WipeImage | null> {
+  const dir = env.DV_WIPE_ASSETS_DIR?.trim() || null;
+  const kernelUrl = env.DV_WIPE_KERNEL_URL?.trim() || null;
+  const initramfsUrl = env.DV_WIPE_INITRAMFS_URL?.trim() || null;
+  if (!dir && !kernelUrl && !initramfsUrl) return null;
+  const kernelArgs = env.DV_WIPE_KERNEL_ARGS !== undefined ? env.DV_WIPE_KERNEL_ARGS.split(/\s+/).filter(Boolean) : DEFAULT_WIPE_KERNEL_ARGS;
+  if (dir && (kernelUrl || initramfsUrl)) throw new CatalogConfigError("set either DV_WIPE_ASSETS_DIR or DV_WIPE_KERNEL_URL + DV_WIPE_INITRAMFS_URL, not both");
+  if (!dir) {
+    if (!kernelUrl || !initramfsUrl) throw new CatalogConfigError("set both DV_WIPE_KERNEL_URL and DV_WIPE_INITRAMFS_URL");
+    for (const [name, url] of [["DV_WIPE_KERNEL_URL", kernelUrl], ["DV_WIPE_INITRAMFS_URL", initramfsUrl]] as const) {
+      if (!/^https?:\/\/\S+$/.test(url)) throw new CatalogConfigError(`${name} must be an http(s) URL`);
+    }
+    return { name: WIPE_IMAGE_NAME, kernel: { kind: "url", url: kernelUrl }, initramfs: { kind: "url", url: initramfsUrl }, kernelArgs };
+  }
+  let names: string[];
+  try {
+    names = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isFile()).map((e) => e.name);
+  } catch (error) {
+    throw new CatalogConfigError(`DV_WIPE_ASSETS_DIR=${dir} cannot be read: ${(error as Error).message}`);
+  }
+  const files = pickFiles(names);
+  if (!files) throw new CatalogConfigError(`DV_WIPE_ASSETS_DIR=${dir} holds no kernel (vmlinuz*, bzImage*, kernel[-<arch>]) and initramfs (initramfs*, initrd*)`);
+  return { name: WIPE_IMAGE_NAME, kernel: fileSource(dir, files.kernel), initramfs: fileSource(dir, files.initramfs), kernelArgs };
 }
 
 /** Reads DV_BOOT_ASSETS_DIR / DV_TALOS_* from the environment; null when neither is set (no boot service). */

@@ -1,5 +1,5 @@
-import { CatalogConfigError, imageCatalogFromEnv } from "./catalog.ts";
-import type { ImageCatalog, TalosSecretsSource } from "./port.ts";
+import { CatalogConfigError, imageCatalogFromEnv, wipeImageFromEnv } from "./catalog.ts";
+import type { ImageCatalog, TalosSecretsSource, WipeImage } from "./port.ts";
 import { talosSecretsFromEnv } from "./talos-secrets.ts";
 
 /**
@@ -19,9 +19,14 @@ import { talosSecretsFromEnv } from "./talos-secrets.ts";
  * | DV_TALOS_ENDPOINT | control plane endpoint, `{cluster}`/`{datacenter}` replaced (default https://{cluster}:6443) |
  * | DV_TALOS_INSTALL_DISK, DV_TALOS_INSTALL_WIPE | machine.install.disk (/dev/sda), .wipe (false) |
  * | DV_TALOS_KUBERNETES_VERSION | Kubernetes images (default v1.32.3) |
+ * | DV_WIPE_ASSETS_DIR | the wipe image releases netboot: a kernel + initramfs, served at /boot/assets/dv-wipe/ |
+ * | DV_WIPE_KERNEL_URL, DV_WIPE_INITRAMFS_URL | or where iPXE fetches them |
+ * | DV_WIPE_KERNEL_ARGS | its kernel arguments before `dv.wipe.callback=` (default `console=tty0 console=ttyS0,115200`) |
  */
 export interface BootConfig {
   readonly catalog: ImageCatalog;
+  /** The wipe image of releases; null: none configured (a release's wipe then never starts, see catalog.ts wipeImageFromEnv). */
+  readonly wipe: WipeImage | null;
   readonly baseUrl?: string;
   readonly talos: {
     readonly secrets: TalosSecretsSource | null;
@@ -47,8 +52,10 @@ export async function bootConfigFromEnv(env: NodeJS.ProcessEnv): Promise<BootCon
   const endpoint = value("DV_TALOS_ENDPOINT");
   const installDisk = value("DV_TALOS_INSTALL_DISK");
   const kubernetesVersion = value("DV_TALOS_KUBERNETES_VERSION");
+  const wipeImage = await wipeImageFromEnv(env);
   return {
     catalog,
+    wipe: wipeImage,
     ...(baseUrl !== undefined ? { baseUrl: baseUrl.replace(/\/$/, "") } : {}),
     talos: {
       secrets: talosSecretsFromEnv(env),

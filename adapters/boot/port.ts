@@ -26,6 +26,23 @@ export interface BootImage {
   readonly installImage: string;
 }
 
+/**
+ * The wipe image a release netboots (domain/maskin/README.md, "Release and
+ * wipe"): a kernel and an initramfs whose init overwrites the machine's disks
+ * and reports to `dv.wipe.callback=<URL>` from its kernel command line.
+ * Served (when local) at /boot/assets/dv-wipe/<file>.
+ */
+export interface WipeImage {
+  /** Always `dv-wipe` (the asset path segment; never a `talos-` name, so it cannot clash with the catalog). */
+  readonly name: typeof WIPE_IMAGE_NAME;
+  readonly kernel: AssetSource;
+  readonly initramfs: AssetSource;
+  /** Kernel arguments before the per-host `dv.wipe.callback=`. */
+  readonly kernelArgs: readonly string[];
+}
+
+export const WIPE_IMAGE_NAME = "dv-wipe";
+
 export interface OpenedAsset {
   readonly stream: Readable;
   readonly size: number;

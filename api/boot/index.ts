@@ -1,17 +1,18 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type pg from "pg";
 import { stringify } from "yaml";
-import type { ImageCatalog, TalosSecretsSource } from "../../adapters/boot/port.ts";
+import { openImageFile } from "../../adapters/boot/catalog.ts";
+import type { ImageCatalog, TalosSecretsSource, WipeImage } from "../../adapters/boot/port.ts";
 import type { CommandStore } from "../../commands/pipeline.ts";
 import { executeHostCommand } from "../../commands/maskin/index.ts";
 import { normalizeMac } from "../../domain/inventory/names.ts";
-import type { HostState } from "../../domain/maskin/index.ts";
+import { wipeInProgress, type HostState } from "../../domain/maskin/index.ts";
 import { talosMachineConfig } from "../../domain/maskin/talos-config.ts";
 import type { Actor } from "../../domain/shared/envelope.ts";
 import { PLATFORM_TENANT } from "../../domain/shared/envelope.ts";
 import { DomainError } from "../../domain/shared/errors.ts";
 import { ApiProblem } from "../problem.ts";
-import { IPXE_CONTENT_TYPE, renderExitScript, renderInstallScript } from "./ipxe.ts";
+import { IPXE_CONTENT_TYPE, renderExitScript, renderInstallScript, renderWipeScript } from "./ipxe.ts";
 import { BootReadModel } from "./read.ts";
 import { issueInstallToken, sameDigest, tokenDigest, tokenFromQuery } from "./token.ts";
 
@@ -23,10 +24,11 @@ import { issueInstallToken, sameDigest, tokenDigest, tokenFromQuery } from "./to
  *
  * | method | path | answers |
  * |---|---|---|
- * | GET | /boot/ipxe?mac=..., /boot/ipxe/{mac} | iPXE script: the installer for a host being provisioned (records HostNetbootFetched with the token's digest), else `exit` |
- * | GET | /boot/assets/{image}/{file} | a kernel/initramfs of the catalog's local directory |
+ * | GET | /boot/ipxe?mac=..., /boot/ipxe/{mac} | iPXE script: the wipe image for a host whose release asked for a wipe (records HostWipeNetbootFetched), the installer for a host being provisioned (records HostNetbootFetched with the token's digest), else `exit` |
+ * | GET | /boot/assets/{image}/{file} | a kernel/initramfs of the catalog's local directory (or of the wipe image, `dv-wipe`) |
  * | GET | /boot/config/{hostId}?token= | the node's Talos machine config (YAML); 401 install_token_invalid unless the token is current and unused |
  * | POST, GET | /boot/callback/{hostId}?token= | the installer's report `{outcome, message?, mac?}` (JSON, form, or query): records HostInstallReported, consumes the token; 204, again 401 |
+ * | POST, GET | /boot/wipe-callback/{hostId}?token= | the wiper's report `{outcome, message?, mac?, devices?, bytes?}`: records HostWipeReported, consumes the wipe token; 204, again 401 wipe_token_invalid |
  *
  * The token never reaches a log or an event: only its SHA-256 digest is
  * recorded, and these routes log their URL with the token redacted.
@@ -46,6 +48,8 @@ export interface BootTalosOptions {
 
 export interface BootOptions {
   readonly catalog: ImageCatalog;
+  /** The wipe image releases netboot; null/absent: a wipe netboot gets `exit` (and the release waits until its deadline). */
+  readonly wipe?: WipeImage | null;
   /** How machines reach this service (`http://10.0.2.2:8080`); default: the scheme and Host of each request. */
   readonly baseUrl?: string;
   readonly talos?: BootTalosOptions;
@@ -102,6 +106,7 @@ export async function bootRoutes(app: FastifyInstance, deps: BootRouteDeps): Pro
     reply.header("cache-control", "no-store").type(IPXE_CONTENT_TYPE);
     const mac = typeof rawMac === "string" ? normalizeMac(rawMac) : undefined;
     const host = mac ? await read.hostByMac(mac) : undefined;
+    if (mac && host && wipeInProgress(await read.hostState(host.hostId))) return wipeScript(request, reply, host, mac);
     const image = deps.catalog.defaultImage();
     if (!mac || !host || !image) {
       request.log.info({ mac: mac ?? null, hostId: host?.hostId ?? null, image: image?.name ?? null }, "netboot: nothing to install, answering exit");
@@ -133,13 +138,43 @@ export async function bootRoutes(app: FastifyInstance, deps: BootRouteDeps): Pro
       }),
     );
   };
+  /** A release asked for this host's wipe: the wipe image with a fresh one-time wipe token (a new fetch replaces the token). */
+  const wipeScript = async (request: FastifyRequest, reply: FastifyReply, host: { hostId: string; name: string; datacenter: string }, mac: string) => {
+    const wipe = deps.wipe ?? null;
+    if (!wipe) {
+      request.log.warn({ hostId: host.hostId, mac }, "netboot: the host's release asks for a wipe, but no wipe image is configured (DV_WIPE_ASSETS_DIR or DV_WIPE_*_URL): answering exit");
+      return reply.send(renderExitScript());
+    }
+    const { token, digest } = issueInstallToken();
+    try {
+      await executeHostCommand(deps.store, { type: "RecordWipeNetbootFetched", hostId: host.hostId, mac, tokenDigest: digest, at: now().toISOString() }, context(request, host.datacenter));
+    } catch (error) {
+      if (!(error instanceof DomainError)) throw error;
+      request.log.info({ hostId: host.hostId, mac, code: error.code }, "netboot: host not waiting for a wipe netboot, answering exit");
+      return reply.send(renderExitScript());
+    }
+    const base = baseUrlOf(request);
+    const assetUrl = (source: WipeImage["kernel"]) =>
+      source.kind === "url" ? source.url : `${base}/boot/assets/${encodeURIComponent(wipe.name)}/${encodeURIComponent(source.file)}`;
+    request.log.info({ hostId: host.hostId, mac }, "netboot: serving the wipe image");
+    return reply.send(
+      renderWipeScript({
+        hostName: host.name,
+        kernelUrl: assetUrl(wipe.kernel),
+        initramfsUrl: assetUrl(wipe.initramfs),
+        kernelArgs: wipe.kernelArgs,
+        callbackUrl: `${base}/boot/wipe-callback/${encodeURIComponent(host.hostId)}?token=${token}`,
+      }),
+    );
+  };
   app.get("/boot/ipxe", routeOptions, (request, reply) => ipxe(request, reply, (request.query as Record<string, unknown>).mac));
   app.get("/boot/ipxe/:mac", routeOptions, (request, reply) => ipxe(request, reply, (request.params as { mac: string }).mac));
 
   // ---- local boot assets --------------------------------------------------------------------
   app.get("/boot/assets/:image/:file", routeOptions, async (request, reply) => {
     const { image, file } = request.params as { image: string; file: string };
-    const asset = await deps.catalog.openAsset(image, file);
+    const wipe = deps.wipe ?? null;
+    const asset = wipe && image === wipe.name ? await openImageFile([wipe.kernel, wipe.initramfs], file) : await deps.catalog.openAsset(image, file);
     if (!asset) throw new ApiProblem("boot_asset_not_found", `no boot asset ${image}/${file}`, { details: { image, file } });
     return reply.header("content-length", String(asset.size)).header("cache-control", "public, max-age=3600").type("application/octet-stream").send(asset.stream);
   });
@@ -211,6 +246,54 @@ export async function bootRoutes(app: FastifyInstance, deps: BootRouteDeps): Pro
   app.post("/boot/callback/:hostId", { ...routeOptions, bodyLimit: 16 * 1024 }, callback);
   app.get("/boot/callback/:hostId", routeOptions, callback);
 
+  // ---- wiper callback -------------------------------------------------------------------------------
+  const wipeCallback = async (request: FastifyRequest, reply: FastifyReply) => {
+    const { hostId } = request.params as { hostId: string };
+    const query = request.query as Record<string, unknown>;
+    const token = tokenFromQuery(query.token);
+    if (!token) throw invalidWipeToken(hostId);
+    const body = request.method === "POST" && request.body && typeof request.body === "object" ? (request.body as Record<string, unknown>) : {};
+    const field = (name: string): unknown => body[name] ?? query[name];
+    const text = (name: string): string | undefined => {
+      const value = field(name);
+      return typeof value === "string" ? value : undefined;
+    };
+    const outcome = text("outcome");
+    if (outcome !== "succeeded" && outcome !== "failed") {
+      throw new ApiProblem("validation_failed", "outcome must be succeeded or failed", {
+        errors: [{ path: "outcome", message: "must be succeeded or failed", in: request.method === "POST" && body.outcome !== undefined ? "body" : "query" }],
+      });
+    }
+    // devices: a JSON array, or one string of devices separated by commas or spaces (busybox wget: a query).
+    const rawDevices = field("devices");
+    const devices = (Array.isArray(rawDevices) ? rawDevices.filter((d): d is string => typeof d === "string") : typeof rawDevices === "string" ? rawDevices.split(/[\s,]+/) : [])
+      .map((d) => d.trim())
+      .filter((d) => d.length > 0 && d.length <= 200)
+      .slice(0, 64);
+    const rawBytes = field("bytes");
+    const bytesWiped = typeof rawBytes === "number" ? rawBytes : typeof rawBytes === "string" && /^\d{1,16}$/.test(rawBytes) ? Number(rawBytes) : 0;
+    if (!Number.isSafeInteger(bytesWiped) || bytesWiped < 0) {
+      throw new ApiProblem("validation_failed", "bytes must be a non-negative integer", { errors: [{ path: "bytes", message: "must be a non-negative integer", in: "query" }] });
+    }
+    const reportedMac = text("mac");
+    const message = [text("message") ?? "", reportedMac ? `(reported by ${normalizeMac(reportedMac) ?? "an invalid MAC"})` : ""].filter(Boolean).join(" ").slice(0, 2000);
+    const host = await read.host(hostId);
+    try {
+      await executeHostCommand(
+        deps.store,
+        { type: "RecordWipeReported", hostId, tokenDigest: tokenDigest(token), outcome, message, devices, bytesWiped, at: now().toISOString() },
+        context(request, host?.datacenter ?? null),
+      );
+    } catch (error) {
+      if (error instanceof DomainError && error.code === "wipe_token_invalid") throw invalidWipeToken(hostId);
+      throw error;
+    }
+    request.log.info({ hostId, outcome, devices, bytesWiped }, "boot: wipe reported");
+    return reply.code(204).send();
+  };
+  app.post("/boot/wipe-callback/:hostId", { ...routeOptions, bodyLimit: 16 * 1024 }, wipeCallback);
+  app.get("/boot/wipe-callback/:hostId", routeOptions, wipeCallback);
+
   // Anything else under /boot/ is a 404, logged without its token like the routes above.
   app.all("/boot/*", routeOptions, async (request) => {
     const path = request.url.split("?")[0] ?? request.url;
@@ -222,6 +305,10 @@ export async function bootRoutes(app: FastifyInstance, deps: BootRouteDeps): Pro
 function tokenIsCurrent(state: HostState, digest: string): boolean {
   const p = state.provisioning;
   return state.state === "provisioning" && p !== null && p.stage === "netboot-fetched" && p.token !== null && !p.token.consumed && sameDigest(p.token.digest, digest);
+}
+
+function invalidWipeToken(hostId: string): ApiProblem {
+  return new ApiProblem("wipe_token_invalid", `no valid wipe token for host ${hostId}`, { details: { hostId } });
 }
 
 function invalidToken(hostId: string): ApiProblem {

@@ -5,6 +5,8 @@
  *   `initrd <url>`, `boot`. The per-host arguments are `talos.config=<config
  *   URL>` (Talos fetches its machine config there) and `dv.callback=<callback
  *   URL>` (the installer reports there), both carrying the one-time token.
+ * - A host being released whose wipe was requested gets the wipe image:
+ *   `dv.wipe.callback=<callback URL>` with the one-time wipe token.
  * - Anything else (unknown MAC, host not provisioning, install already
  *   reported) gets `exit`: iPXE returns to the firmware, which boots the next
  *   device, the local disk. This is what ends a netboot loop after install
@@ -35,6 +37,28 @@ export function renderInstallScript(script: InstallScript): string {
     "#!ipxe",
     `echo Dataverket: installing ${echoSafe(script.imageName)} on ${echoSafe(script.hostName)}`,
     `kernel ${script.kernelUrl} ${args.join(" ")}`,
+    `initrd ${script.initramfsUrl}`,
+    "boot",
+    "",
+  ].join("\n");
+}
+
+export interface WipeScript {
+  readonly hostName: string;
+  readonly kernelUrl: string;
+  readonly initramfsUrl: string;
+  readonly kernelArgs: readonly string[];
+  readonly callbackUrl: string;
+}
+
+/** A host being released gets the wipe image; its one argument of its own is `dv.wipe.callback=<callback URL>` with the one-time wipe token. */
+export function renderWipeScript(script: WipeScript): string {
+  for (const url of [script.kernelUrl, script.initramfsUrl, script.callbackUrl]) assertScriptSafe(url);
+  for (const arg of script.kernelArgs) assertScriptSafe(arg);
+  return [
+    "#!ipxe",
+    `echo Dataverket: wiping the disks of ${echoSafe(script.hostName)}`,
+    `kernel ${script.kernelUrl} ${[...script.kernelArgs, `dv.wipe.callback=${script.callbackUrl}`].join(" ")}`,
     `initrd ${script.initramfsUrl}`,
     "boot",
     "",

@@ -95,7 +95,6 @@ describe("dvce host and bmc commands", () => {
           };
         },
         bootdev: async (request) => void calls.push(`bootdev ${String(request.payload.device)}`),
-        wipe: async () => void calls.push("wipe"),
       },
     });
     BEARER.admin = admin;
@@ -172,10 +171,24 @@ describe("dvce host and bmc commands", () => {
     expect(host.state).toBe("ready");
     expect(host.provisioning).toMatchObject({ tenantId, projectId, role: "controlplane" });
 
-    const released = await runCli("dvce", ["host", "release", id, "--wait"], env("owner"));
+    const releasing = runCli("dvce", ["host", "release", id, "--wait"], env("owner"));
+    // The boot service's part of the release: once the wipe is asked for, the wiper netboots and reports.
+    const wipeUntil = Date.now() + 30_000;
+    while ((await loadHost(h.db.store, id)).wipe?.stage !== "requested") {
+      if (Date.now() > wipeUntil) throw new Error(`the release never asked for a wipe: ${JSON.stringify(await Promise.race([releasing, new Promise((resolve) => setTimeout(() => resolve(null), 100))]))}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect((await loadHost(h.db.store, id)).state).toBe("releasing");
+    await executeHostCommand(h.db.store, { type: "RecordWipeNetbootFetched", hostId: id, mac: "52:54:00:12:34:03", tokenDigest: digest("w3"), at: new Date().toISOString() }, boot);
+    await executeHostCommand(
+      h.db.store,
+      { type: "RecordWipeReported", hostId: id, tokenDigest: digest("w3"), outcome: "succeeded", message: "", devices: ["/dev/sda"], bytesWiped: 4096, at: new Date().toISOString() },
+      boot,
+    );
+    const released = await releasing;
     expect(released.code, released.stderr).toBe(0);
     expect((await loadHost(h.db.store, id)).state).toBe("available");
-    expect(calls.slice(-2)).toEqual(["power off", "wipe"]);
+    expect(calls.slice(-4)).toEqual(["power off", "bootdev pxe", "power on", "power off"]);
   });
 
   it("without --wait: prints the task id (json: the body); a usage error for a bad role", async () => {

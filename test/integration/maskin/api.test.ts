@@ -185,7 +185,7 @@ describe("REST host actions", () => {
     const released = await post(actors.tenantAdmin(a), `/v1/hosts/${host}/release`);
     expect(released.statusCode, released.body).toBe(202);
     const shown = await task(released.json().taskId, actors.tenantAdmin(a));
-    expect(shown).toMatchObject({ kind: "maskin.host-release", tenantId: a, projectId: p1, steps: [{ name: "power-off" }, { name: "wipe" }, { name: "return" }] });
+    expect(shown).toMatchObject({ kind: "maskin.host-release", tenantId: a, projectId: p1, steps: ["power-off", "request-wipe", "boot-pxe", "power-on", "wait-wipe", "power-off-wiped", "return"].map((name) => ({ name })) });
     expect((await loadHost(h.db.store, host)).state).toBe("releasing");
     // A host nobody holds: only a platform-admin (a platform task).
     const free = hosts["node-02"]!;

@@ -21,6 +21,7 @@ import {
   loadPool,
   WAITING_FOR_INSTALL,
   WAITING_FOR_NETBOOT,
+  WAITING_FOR_WIPE,
   type MaskinSagaDeps,
 } from "../../../sagas/maskin/index.ts";
 import { SagaRuntime } from "../../../sagas/runtime/runtime.ts";
@@ -30,7 +31,8 @@ import { createSagaHarness, USER, type SagaHarness } from "../sagas/support.ts";
  * The maskin sagas over real NATS and Postgres, with a FAKE maskin worker
  * (handlers that record what they were asked and answer like the real one)
  * and the boot service's facts sent from the test (RecordNetbootFetched,
- * RecordInstallReported), including before the wait steps start.
+ * RecordInstallReported, RecordWipeNetbootFetched, RecordWipeReported),
+ * including before the wait steps start.
  */
 const DC = "osl1";
 const digest = (token: string) => createHash("sha256").update(token).digest("hex");
@@ -93,10 +95,6 @@ describe("maskin host sagas (real NATS + Postgres, fake maskin worker)", () => {
           record(request, String(request.payload.device));
           return { device: request.payload.device };
         },
-        wipe: async (request) => {
-          record(request, "wipe");
-          return { wiped: true };
-        },
       },
     });
   }, 60_000);
@@ -112,6 +110,15 @@ describe("maskin host sagas (real NATS + Postgres, fake maskin worker)", () => {
     executeHostCommand(h.store, { type: "RecordNetbootFetched", hostId, mac: "52:54:00:12:34:01", tokenDigest: digest(token), at: new Date().toISOString() }, boot);
   const installReported = (hostId: string, token: string, outcome: "succeeded" | "failed", message = "") =>
     executeHostCommand(h.store, { type: "RecordInstallReported", hostId, tokenDigest: digest(token), outcome, message, at: new Date().toISOString() }, boot);
+
+  const wipeNetbootFetched = (hostId: string, token: string) =>
+    executeHostCommand(h.store, { type: "RecordWipeNetbootFetched", hostId, mac: "52:54:00:12:34:01", tokenDigest: digest(token), at: new Date().toISOString() }, boot);
+  const wipeReported = (hostId: string, token: string, outcome: "succeeded" | "failed", message = "") =>
+    executeHostCommand(
+      h.store,
+      { type: "RecordWipeReported", hostId, tokenDigest: digest(token), outcome, message, devices: ["/dev/sda"], bytesWiped: 1 << 30, at: new Date().toISOString() },
+      boot,
+    );
 
   const create = async (command: TaskCommandInput) => {
     if (command.type !== "CreateTask") throw new Error("not a CreateTask");
@@ -224,34 +231,68 @@ describe("maskin host sagas (real NATS + Postgres, fake maskin worker)", () => {
     expect(failed!.failure!.reason).toContain(`last progress: ${WAITING_FOR_NETBOOT}`);
   });
 
-  it("releases a ready host: power off, wipe, back in the pool; a second provision of a held host fails with host_not_free", async () => {
+  const release = async (hostId: string) => {
+    const taskId = uuidv7();
+    const scope = await beginHostRelease(h.store, { hostId, taskId, actor: USER, correlationId: `release-${hostId}`, now: new Date() });
+    await create(hostReleaseTask({ taskId, hostId, datacenter: DC, scope, correlationId: `release-${hostId}`, now: new Date() }));
+    return { taskId, scope };
+  };
+
+  it("releases a ready host: power off, netboot the wiper, wait for its report, back in the pool; a second provision of a held host fails with host_not_free", async () => {
     // h1 is ready (first test) and held: another task cannot take it.
     const second = await provision("h1");
     const [refused] = await h.waitFor([second], (t) => t.status === "failed" || t.status === "succeeded", 20_000, "refused");
     expect(refused!.failure).toMatchObject({ step: "allocate", code: "host_not_free" });
     expect((await loadHost(h.store, "h1")).state).toBe("ready"); // the refused task changed nothing
 
-    const releaseId = uuidv7();
-    const scope = await beginHostRelease(h.store, { hostId: "h1", taskId: releaseId, actor: USER, correlationId: "release-h1", now: new Date() });
+    const before = callsOf("h1").length;
+    const { taskId: releaseId, scope } = await release("h1");
     expect(scope).toEqual({ tenantId: "acme", projectId: "web", environmentId: "prod" });
     expect((await loadHost(h.store, "h1")).state).toBe("releasing");
-    await create(hostReleaseTask({ taskId: releaseId, hostId: "h1", datacenter: DC, scope, correlationId: "release-h1", now: new Date() }));
+    await h.waitFor([releaseId], inStep("wait-wipe", WAITING_FOR_WIPE), 20_000, "waiting for the wipe");
+    const waiting = await loadHost(h.store, "h1");
+    expect(waiting.wipe).toMatchObject({ taskId: releaseId, stage: "requested" });
+    // Not back in the pool before the wipe reported: the host is still releasing, still allocated.
+    expect(waiting.state).toBe("releasing");
+    expect((await loadPool(h.store, DC)).allocations.has("h1")).toBe(true);
+
+    // The boot service serves the wipe image, the wiper reports.
+    await wipeNetbootFetched("h1", "wipe-token-1");
+    await wipeReported("h1", "wipe-token-1", "succeeded");
     const [released] = await h.waitFor([releaseId], (t) => t.status === "succeeded" || t.status === "failed", 20_000, "released");
     expect(released!.status).toBe("succeeded");
-    expect(callsOf("h1").slice(-2)).toEqual(["power off", "wipe wipe"]);
-    expect((await loadHost(h.store, "h1")).state).toBe("available");
+    expect(released!.steps.map((s) => s.name)).toEqual(["power-off", "request-wipe", "boot-pxe", "power-on", "wait-wipe", "power-off-wiped", "return"]);
+    expect(callsOf("h1").slice(before)).toEqual(["power off", "bootdev pxe", "power on", "power off"]);
+    const after = await loadHost(h.store, "h1");
+    expect(after.state).toBe("available");
+    expect(after.wipe).toMatchObject({ taskId: releaseId, stage: "wiped", devices: ["/dev/sda"], bytesWiped: 1 << 30 });
     expect((await loadPool(h.store, DC)).allocations.has("h1")).toBe(false);
-
-    // The failed install's host is released the same way.
-    const release3 = uuidv7();
-    const scope3 = await beginHostRelease(h.store, { hostId: "h3", taskId: release3, actor: USER, correlationId: "release-h3", now: new Date() });
-    await create(hostReleaseTask({ taskId: release3, hostId: "h3", datacenter: DC, scope: scope3, correlationId: "release-h3", now: new Date() }));
-    await h.waitFor([release3], (t) => t.status === "succeeded", 20_000, "h3 released");
-    expect((await loadPool(h.store, DC)).allocations.has("h3")).toBe(false);
 
     // Free again: a new provision gets it.
     const again = await provision("h1");
     await h.waitFor([again], inStep("wait-netboot", WAITING_FOR_NETBOOT), 20_000, "provisioning again");
     expect((await loadPool(h.store, DC)).allocations.get("h1")?.taskId).toBe(again);
+  });
+
+  it("a wiper that reports failure fails the release with its words; the host stays out of the pool until another release wipes it", async () => {
+    // h3's install failed (earlier test): provision_failed, held by its task.
+    const { taskId: first } = await release("h3");
+    await h.waitFor([first], inStep("wait-wipe", WAITING_FOR_WIPE), 20_000, "waiting for the wipe");
+    await wipeNetbootFetched("h3", "wipe-bad");
+    await wipeReported("h3", "wipe-bad", "failed", "dd: /dev/sda: I/O error");
+    const [failed] = await h.waitFor([first], (t) => t.status === "failed" || t.status === "succeeded", 20_000, "wipe failed");
+    expect(failed!.failure).toMatchObject({ step: "wait-wipe", code: "wipe_failed" });
+    expect(failed!.failure!.reason).toContain("the wiper reported failure: dd: /dev/sda: I/O error");
+    expect((await loadHost(h.store, "h3")).state).toBe("releasing");
+    expect((await loadPool(h.store, DC)).allocations.has("h3")).toBe(true);
+    // The old wipe token is spent; a new release takes over and wipes it (facts that come before the wait count).
+    const { taskId: second } = await release("h3");
+    await h.waitFor([second], (t) => t.steps.some((s) => s.name === "power-on" && s.status === "completed") || t.status === "failed", 20_000, "powered on for the wipe");
+    await wipeNetbootFetched("h3", "wipe-good");
+    await wipeReported("h3", "wipe-good", "succeeded");
+    const [ok] = await h.waitFor([second], (t) => t.status === "succeeded" || t.status === "failed", 20_000, "released");
+    expect(ok!.status, JSON.stringify(ok!.failure)).toBe("succeeded");
+    expect((await loadHost(h.store, "h3")).state).toBe("available");
+    expect((await loadPool(h.store, DC)).allocations.has("h3")).toBe(false);
   });
 });

@@ -20,11 +20,12 @@ let handlers: ReturnType<typeof createMaskinHandlers>;
 let afterNextStatusRead: (() => Promise<void>) | null = null;
 
 beforeAll(async () => {
-  lab = await startMaskinLab(4, 0, (b) => [
+  lab = await startMaskinLab(5, 0, (b) => [
     { name: "node-fetched", serial: "SN1", macs: [mac()], bmc: bmcOf(b[0]!) },
     { name: "node-requested", serial: "SN2", macs: [mac()], bmc: bmcOf(b[1]!) },
     { name: "node-installed", serial: "SN3", macs: [mac()], bmc: bmcOf(b[2]!) },
     { name: "node-late", serial: "SN4", macs: [mac()], bmc: bmcOf(b[3]!) },
+    { name: "node-wiped", serial: "SN5", macs: [mac()], bmc: bmcOf(b[4]!) },
   ]);
   const createDriver: typeof createBmcDriver = (endpoint, options) => {
     const real = createBmcDriver(endpoint, options);
@@ -123,5 +124,24 @@ describe("a redelivered provisioning power-on converges on the host's facts, the
     expect(out.exchanges.map((e) => e.operation)).toEqual(["powerStatus"]);
     expect(await setsSince(3, start)).toEqual([]);
     expect(await lab.sims.bmcs[3]!.power()).toBe("off");
+  });
+});
+
+describe("a redelivered release power-on (the wipe) converges on the host's wipe facts", () => {
+  it("before the wipe image was served it powers on; once it was served (the wiper then powers off), a redelivery does nothing", async () => {
+    const hostId = id("node-wiped");
+    const releaseTask = `release-${randomBytes(4).toString("hex")}`;
+    await hostCommand({ type: "RequestWipe", hostId, datacenter: "osl1", taskId: releaseTask });
+    const b = lab.sims.bmcs[4]!;
+    const start = Date.now();
+    expect(await powerOn(hostId, releaseTask)).toMatchObject({ before: "off", action: "powerOn", changed: true, after: "on" });
+    // The wiper netbooted, wiped, and powered the machine off.
+    await hostCommand({ type: "RecordWipeNetbootFetched", hostId, mac: "52:54:00:00:00:05", tokenDigest: createHash("sha256").update(randomBytes(16)).digest("hex") });
+    await b.setPower("off");
+    const out = (await powerOn(hostId, releaseTask)) as PowerTookEffectOutput;
+    expect(out).toMatchObject({ action: "none", changed: false, exchanges: [] });
+    expect(out.reason).toMatch(/^already took effect: wipe image fetched at \d{4}-/);
+    expect(await setsSince(4, start)).toEqual(["power 1"]);
+    expect(await b.power()).toBe("off");
   });
 });

@@ -89,9 +89,7 @@ describe("maskin worker against ipmi_sim", () => {
     expect(await failure(power("node-nobmc", "on"))).toMatchObject({ transient: false, code: "bmc_not_configured" });
   });
 
-  it("wipe converges as a recorded no-op (no disk to wipe in the lab)", async () => {
-    const out = await handlers.wipe(request("wipe", { hostId: id("node-01") }), workContext());
-    expect(out).toMatchObject({ hostId: id("node-01"), wiped: false, simulated: true });
-    expect(await failure(handlers.wipe(request("wipe", { hostId: "nope" }), workContext()))).toMatchObject({ code: "host_not_found" });
+  it("has no wipe action: a wipe is the release saga netbooting the wipe image, not a worker's no-op", () => {
+    expect(Object.keys(handlers).sort()).toEqual(["bootdev", "power"]);
   });
 });

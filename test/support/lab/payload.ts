@@ -15,14 +15,23 @@ const execFile = promisify(execFileCb);
  *
  * Its /init does what a real installer's last act is: report to the boot
  * service. It brings up eth0 (static 10.0.2.15/24, slirp's guest address),
- * reads `dv.callback=URL` from /proc/cmdline, calls
- * `URL{?|&}mac=<eth0 MAC>&outcome=succeeded&ip=<ip>` with busybox wget (a
- * plain GET: busybox has no POST body) and powers the machine off. Progress
- * lines start with `DV-INSTALLER:` and go to the console and, when the
- * kernel's console is not ttyS0, to ttyS0 too, so the VM's serial log shows
- * them whatever command line the boot service wrote. `dv.outcome=failed`
- * on the command line makes it report a failure instead (for tests of the
- * failure path).
+ * reads `dv.callback=URL` from /proc/cmdline, writes the marker
+ * `DVINSTALLED <MAC>` into the first and the last MiB of the VM's disk
+ * (/dev/vda, virtio-blk: what a real installer leaves for the wipe to
+ * remove), calls `URL{?|&}mac=<eth0 MAC>&outcome=succeeded&ip=<ip>` with
+ * busybox wget (a plain GET: busybox has no POST body) and powers the
+ * machine off. `dv.outcome=failed` on the command line makes it report a
+ * failure instead (for tests of the failure path).
+ *
+ * The same initrd is the lab's wipe image (DV_WIPE_ASSETS_DIR = the payload
+ * directory): given `dv.wipe.callback=URL` instead, it overwrites every
+ * virtio/SCSI disk (`/dev/vd*`, `/dev/sd*`) with zeros from its first to its
+ * last byte, then calls `URL{?|&}mac=..&outcome=succeeded&devices=/dev/vda&bytes=N`
+ * (outcome `failed` with a message when there is no disk or dd fails) and
+ * powers off. Progress lines start with `DV-INSTALLER:` (`DV-WIPER:` when
+ * wiping) and go to the console and, when the kernel's console is not
+ * ttyS0, to ttyS0 too, so the VM's serial log shows them whatever command
+ * line the boot service wrote.
  *
  * Cache: `test/.cache/lab/` (gitignored; `LAB_CACHE_DIR` overrides it).
  * `.ci/run` puts the .debs into `<cache>/debs`; when they are missing the
@@ -43,35 +52,52 @@ export interface InstallerPayload {
   readonly kernelRelease: string;
 }
 
+/** The virtio-blk driver and what it needs, in load order (Debian builds them as modules). */
+const VIRTIO_MODULES = [
+  "drivers/virtio/virtio_ring.ko",
+  "drivers/virtio/virtio.ko",
+  "drivers/virtio/virtio_pci_modern_dev.ko",
+  "drivers/virtio/virtio_pci_legacy_dev.ko",
+  "drivers/virtio/virtio_pci.ko",
+  "drivers/block/virtio_blk.ko",
+] as const;
+
+/** The marker the stand-in installer writes into the disk's first and last MiB (the wipe must remove both). */
+export const INSTALL_MARKER = "DVINSTALLED";
+
 export const INSTALLER_INIT = `#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+TAG=DV-INSTALLER
+case " $(cat /proc/cmdline) " in *" dv.wipe.callback="*) TAG=DV-WIPER ;; esac
 say() {
-  echo "DV-INSTALLER: $*"
-  case " $(cat /proc/cmdline) " in *" console=ttyS0"*) ;; *) echo "DV-INSTALLER: $*" > /dev/ttyS0 2>/dev/null ;; esac
+  echo "$TAG: $*"
+  case " $(cat /proc/cmdline) " in *" console=ttyS0"*) ;; *) echo "$TAG: $*" > /dev/ttyS0 2>/dev/null ;; esac
 }
 say "userspace up on kernel $(uname -r)"
 say "cmdline: $(cat /proc/cmdline)"
-CB= OUTCOME=succeeded
+CB= WIPE_CB= OUTCOME=succeeded
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     dv.callback=*) CB="\${arg#dv.callback=}" ;;
+    dv.wipe.callback=*) WIPE_CB="\${arg#dv.wipe.callback=}" ;;
     dv.outcome=*) OUTCOME="\${arg#dv.outcome=}" ;;
   esac
 done
 insmod /e1000.ko 2>/dev/null
-for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do [ -e /sys/class/net/eth0 ] && break; sleep 0.2; done
+for m in ${VIRTIO_MODULES.map((m) => m.split("/").pop()).join(" ")}; do insmod /$m 2>/dev/null; done
+for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do [ -e /sys/class/net/eth0 ] && [ -e /sys/block/vda ] && break; sleep 0.2; done
 ip link set lo up; ip link set eth0 up
 ip addr add 10.0.2.15/24 dev eth0
 ip route add default via 10.0.2.2 dev eth0
 MAC=$(cat /sys/class/net/eth0/address)
 IP=10.0.2.15
 say "eth0 $MAC ip $IP"
-if [ -z "$CB" ]; then
-  say "no dv.callback= on the kernel command line: nothing to report"
-else
-  case "$CB" in *\\?*) SEP='&' ;; *) SEP='?' ;; esac
-  URL="$CB\${SEP}mac=$MAC&outcome=$OUTCOME&ip=$IP"
+disks() { for b in /sys/block/vd* /sys/block/sd*; do [ -e "$b" ] && echo "\${b##*/}"; done; }
+# call URL ARGS: GET URL{?|&}ARGS, 5 attempts
+call() {
+  case "$1" in *\\?*) SEP='&' ;; *) SEP='?' ;; esac
+  URL="$1\${SEP}$2"
   ok=
   for attempt in 1 2 3 4 5; do
     # (busybox-static 1.35's wget segfaults on -T: bound it with timeout instead)
@@ -80,6 +106,33 @@ else
     sleep 1
   done
   if [ -n "$ok" ]; then say "callback ok: $(head -c 200 /tmp/callback.out 2>/dev/null)"; else say "callback failed"; fi
+}
+if [ -n "$WIPE_CB" ]; then
+  DEVICES= BYTES=0 WOUTCOME=succeeded WMSG=
+  for d in $(disks); do
+    SECTORS=$(cat /sys/block/$d/size)
+    MIB=$(( (SECTORS + 2047) / 2048 ))
+    say "wiping /dev/$d: $SECTORS sectors"
+    if dd if=/dev/zero of=/dev/$d bs=1M count=$MIB conv=fsync 2>/tmp/dd.err || [ "$(( SECTORS % 2048 ))" != 0 ]; then
+      DEVICES="\${DEVICES:+$DEVICES,}/dev/$d"; BYTES=$(( BYTES + SECTORS * 512 ))
+    else
+      WOUTCOME=failed; WMSG="dd_of_/dev/\${d}_failed"
+    fi
+  done
+  [ -z "$DEVICES" ] && [ "$WOUTCOME" = succeeded ] && { WOUTCOME=failed; WMSG=no_disk_found; }
+  sync
+  say "wiped $DEVICES ($BYTES bytes): $WOUTCOME"
+  call "$WIPE_CB" "mac=$MAC&outcome=$WOUTCOME&devices=$DEVICES&bytes=$BYTES&message=$WMSG"
+elif [ -z "$CB" ]; then
+  say "no dv.callback= on the kernel command line: nothing to report"
+else
+  if [ -e /sys/block/vda ]; then
+    SECTORS=$(cat /sys/block/vda/size)
+    printf '${INSTALL_MARKER} %s\\n' "$MAC" | dd of=/dev/vda bs=512 seek=0 conv=notrunc,fsync 2>/dev/null
+    printf '${INSTALL_MARKER} %s\\n' "$MAC" | dd of=/dev/vda bs=512 seek=$(( SECTORS - 2048 )) conv=notrunc,fsync 2>/dev/null
+    say "installed: marker written to /dev/vda ($SECTORS sectors)"
+  fi
+  call "$CB" "mac=$MAC&outcome=$OUTCOME&ip=$IP"
 fi
 say "powering off"
 sync
@@ -107,7 +160,7 @@ async function build(): Promise<InstallerPayload> {
     ({ kernelDeb, busyboxDeb } = await findDebs(debs));
     if (!kernelDeb || !busyboxDeb) throw new Error(`the installer payload needs the kernel and busybox-static .debs in ${debs}: ${PAYLOAD_INSTALL_HINT}`);
   }
-  const key = createHash("sha256").update("layout-2").update(INSTALLER_INIT).update(kernelDeb).update(busyboxDeb).digest("hex").slice(0, 12);
+  const key = createHash("sha256").update("layout-3").update(INSTALLER_INIT).update(kernelDeb).update(busyboxDeb).digest("hex").slice(0, 12);
   const dir = join(LAB_CACHE_DIR, `payload-${key}`);
   const kernel = join(dir, "vmlinuz");
   const initrd = join(dir, "initrd.gz");
@@ -123,13 +176,14 @@ async function build(): Promise<InstallerPayload> {
     await mkdir(join(work, "bbx"), { recursive: true });
     await mkdir(join(work, "out"), { recursive: true });
     // The kernel .deb is 70 MB; only vmlinuz and e1000.ko come out of it.
-    await execFile("bash", ["-c", 'set -o pipefail; dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" --wildcards "./boot/vmlinuz-*" "./lib/modules/*/kernel/drivers/net/ethernet/intel/e1000/e1000.ko"', "_", join(debs, kernelDeb), join(work, "kx")], { maxBuffer: 16 << 20 });
+    await execFile("bash", ["-c", 'set -o pipefail; dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" --wildcards "./boot/vmlinuz-*" "./lib/modules/*/kernel/drivers/net/ethernet/intel/e1000/e1000.ko" "./lib/modules/*/kernel/drivers/virtio/*.ko" "./lib/modules/*/kernel/drivers/block/virtio_blk.ko"', "_", join(debs, kernelDeb), join(work, "kx")], { maxBuffer: 16 << 20 });
     await execFile("dpkg-deb", ["-x", join(debs, busyboxDeb), join(work, "bbx")]);
     const vmlinuz = (await readdir(join(work, "kx", "boot"))).find((f) => f.startsWith("vmlinuz-"));
     if (!vmlinuz) throw new Error(`no boot/vmlinuz-* in ${kernelDeb}`);
     const kernelRelease = vmlinuz.slice("vmlinuz-".length);
     const e1000 = await readFile(join(work, "kx", "lib", "modules", kernelRelease, "kernel", "drivers", "net", "ethernet", "intel", "e1000", "e1000.ko"));
     const busybox = await readFile(join(work, "bbx", "bin", "busybox"));
+    const modules = await Promise.all(VIRTIO_MODULES.map(async (m) => ({ path: m.split("/").pop()!, mode: 0o100644, data: await readFile(join(work, "kx", "lib", "modules", kernelRelease, "kernel", m)) })));
 
     const archive = newcArchive([
       { path: "bin", mode: 0o040755 },
@@ -139,6 +193,7 @@ async function build(): Promise<InstallerPayload> {
       { path: "tmp", mode: 0o041777 },
       { path: "bin/busybox", mode: 0o100755, data: busybox },
       { path: "e1000.ko", mode: 0o100644, data: e1000 },
+      ...modules,
       { path: "init", mode: 0o100755, data: Buffer.from(INSTALLER_INIT) },
     ]);
     await rename(join(work, "kx", "boot", vmlinuz), join(work, "out", "vmlinuz"));

@@ -84,6 +84,8 @@ export interface LabServerOptions {
   /** The URL DHCP hands to iPXE as its boot file; iPXE expands `${net0/mac}` in it. */
   readonly bootUrl: string;
   readonly memoryMib?: number;
+  /** Size of the VM's blank qcow2 disk (default 1024 MiB; a release test wipes a small one). */
+  readonly diskMib?: number;
   readonly username?: string;
   readonly password?: string;
   /**
@@ -109,6 +111,8 @@ export interface LabServer {
   vmLog(): Promise<VmEvent[]>;
   serialLog(): Promise<string>;
   seabiosLog(): Promise<string>;
+  /** The disk's bytes as the guest sees them (qemu-img convert to raw; read it while the VM is off). */
+  readDisk(): Promise<Buffer>;
   /** `ipmitool ... ARGS` against this BMC (lanplus, -C 3), stdout. */
   ipmitool(...args: string[]): Promise<string>;
   /** Everything that tells what the server did, for a failing test's message. */
@@ -213,7 +217,7 @@ export async function startLabServer(options: LabServerOptions): Promise<LabServ
       .map(([key, value]) => `${key}=${shellQuote(value)}\n`)
       .join(""),
   );
-  await execFile("qemu-img", ["create", "-q", "-f", "qcow2", join(dir, "disk.qcow2"), "1G"]);
+  await execFile("qemu-img", ["create", "-q", "-f", "qcow2", join(dir, "disk.qcow2"), `${options.diskMib ?? 1024}M`]);
 
   let bmc: { child: ChildProcess; port: number; exit: Promise<void>; exited: () => boolean } | undefined;
   // Kills what is left, synchronously (the exit hook cannot wait).
@@ -271,6 +275,15 @@ export async function startLabServer(options: LabServerOptions): Promise<LabServ
       })),
     serialLog: () => text("serial.log"),
     seabiosLog: () => text("seabios.log"),
+    readDisk: async () => {
+      const raw = join(dir, `disk-read-${Date.now()}.raw`);
+      try {
+        await execFile("qemu-img", ["convert", "-U", "-f", "qcow2", "-O", "raw", join(dir, "disk.qcow2"), raw]);
+        return await readFile(raw);
+      } finally {
+        await rm(raw, { force: true });
+      }
+    },
     ipmitool: async (...args) => {
       const { stdout } = await execFile("ipmitool", ["-I", "lanplus", "-C", "3", "-N", "1", "-R", "2", "-H", "127.0.0.1", "-p", String(running.port), "-U", username, "-E", ...args], {
         env: { ...process.env, IPMI_PASSWORD: password },

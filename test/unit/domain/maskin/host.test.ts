@@ -36,6 +36,15 @@ const fetch = (d = digest) => cmd({ type: "RecordNetbootFetched", hostId: H, mac
 const report = (d = digest, outcome: "succeeded" | "failed" = "succeeded") => cmd({ type: "RecordInstallReported", hostId: H, tokenDigest: d, outcome, at });
 const complete = (taskId = T) => cmd({ type: "CompleteProvisioning", hostId: H, taskId, at });
 const releaseStarted = hostEvent("HostReleaseStarted", { hostId: H, datacenter: DC, taskId: R, provisionedByTaskId: T, at });
+const requestWipe = (taskId = R) => cmd({ type: "RequestWipe", hostId: H, datacenter: DC, taskId, at });
+const wipeRequested = (taskId = R) => hostEvent("HostWipeRequested", { hostId: H, datacenter: DC, taskId, at });
+const WIPER_MAC = "52:54:00:12:34:01";
+const fetchWipe = (d = digest) => cmd({ type: "RecordWipeNetbootFetched", hostId: H, mac: WIPER_MAC, tokenDigest: d, at });
+const wipeFetched = (d = digest, taskId = R) => hostEvent("HostWipeNetbootFetched", { hostId: H, datacenter: DC, taskId, mac: WIPER_MAC, tokenDigest: d, at });
+const reportWipe = (d = digest, outcome: "succeeded" | "failed" = "succeeded") =>
+  cmd({ type: "RecordWipeReported", hostId: H, tokenDigest: d, outcome, message: outcome === "failed" ? "dd failed" : "", devices: ["/dev/vda"], bytesWiped: 67108864, at });
+const wipeReported = (outcome: "succeeded" | "failed" = "succeeded", taskId = R) =>
+  hostEvent("HostWipeReported", { hostId: H, datacenter: DC, taskId, outcome, message: outcome === "failed" ? "dd failed" : "", devices: ["/dev/vda"], bytesWiped: 67108864, at });
 
 describe("Host decider: provisioning", () => {
   it("stream ids", () => {
@@ -113,24 +122,89 @@ describe("Host decider: release", () => {
   const completeRelease = (taskId = R) => cmd({ type: "CompleteRelease", hostId: H, taskId, at });
   const released = hostEvent("HostReleased", { hostId: H, datacenter: DC, taskId: R, at });
 
-  it("ready → releasing → available; each step repeated is a no-op", () => {
+  const wiped = [wipeRequested(), wipeFetched(), wipeReported()];
+
+  it("ready → releasing → wiped → available; each step repeated is a no-op", () => {
     spec.given(ready).when(startRelease()).then([releaseStarted]);
     spec.given([...ready, releaseStarted]).when(startRelease()).thenNothing();
     spec.given([...ready, releaseStarted]).when(startRelease("other")).thenFails("host_not_releasable", { holderTaskId: R });
-    const { state } = spec.given([...ready, releaseStarted]).when(completeRelease()).then([released]);
+    const { state } = spec.given([...ready, releaseStarted, ...wiped]).when(completeRelease()).then([released]);
     expect(state.state).toBe("available");
     expect(state.provisioning).toBeNull();
-    spec.given([...ready, releaseStarted, released]).when(completeRelease()).thenNothing();
-    spec.given([...ready, releaseStarted, released]).when(startRelease()).thenNothing();
+    expect(state.wipe).toMatchObject({ taskId: R, stage: "wiped", devices: ["/dev/vda"], bytesWiped: 67108864 });
+    spec.given([...ready, releaseStarted, ...wiped, released]).when(completeRelease()).thenNothing();
+    spec.given([...ready, releaseStarted, ...wiped, released]).when(startRelease()).thenNothing();
     // and can be provisioned again
-    spec.given([...ready, releaseStarted, released]).when({ ...start, taskId: "t2" }).then([{ ...started, data: { ...started.data, taskId: "t2" } }]);
+    spec.given([...ready, releaseStarted, ...wiped, released]).when({ ...start, taskId: "t2" }).then([{ ...started, data: { ...started.data, taskId: "t2" } }]);
   });
 
   it("a host being provisioned cannot be released; a release of another task cannot be completed", () => {
     spec.given([started]).when(startRelease()).thenFails("host_not_releasable", { state: "provisioning" });
-    spec.given([...ready, releaseStarted]).when(completeRelease("other")).thenFails("host_task_mismatch");
+    spec.given([...ready, releaseStarted, ...wiped]).when(completeRelease("other")).thenFails("host_task_mismatch");
     spec.given(ready).when(completeRelease()).thenFails("host_not_releasing");
     spec.given([...ready, releaseStarted]).when(start).thenFails("host_not_available", { state: "releasing" });
+  });
+
+  it("no host goes back to the pool unwiped: CompleteRelease before this release's wipe succeeded is wipe_not_done", () => {
+    spec.given([...ready, releaseStarted]).when(completeRelease()).thenFails("wipe_not_done", { wipeStage: null });
+    spec.given([...ready, releaseStarted, wipeRequested()]).when(completeRelease()).thenFails("wipe_not_done", { wipeStage: "requested" });
+    spec.given([...ready, releaseStarted, wipeRequested(), wipeFetched()]).when(completeRelease()).thenFails("wipe_not_done", { wipeStage: "netboot-fetched" });
+    spec.given([...ready, releaseStarted, wipeRequested(), wipeFetched(), wipeReported("failed")]).when(completeRelease()).thenFails("wipe_not_done", { wipeStage: "wipe-failed" });
+  });
+
+  it("the wipe: requested → netboot-fetched (one-time token) → wiped; repeats are no-ops", () => {
+    const releasing = [...ready, releaseStarted];
+    const { state: afterRequest } = spec.given(releasing).when(requestWipe()).then([wipeRequested()]);
+    expect(afterRequest.wipe).toMatchObject({ taskId: R, stage: "requested", token: null });
+    spec.given([...releasing, wipeRequested()]).when(requestWipe()).thenNothing();
+    spec.given([...releasing, ...wiped]).when(requestWipe()).thenNothing();
+    const { state: afterFetch } = spec.given([...releasing, wipeRequested()]).when(fetchWipe()).then([wipeFetched()]);
+    expect(afterFetch.wipe).toMatchObject({ stage: "netboot-fetched", token: { digest, consumed: false } });
+    spec.given([...releasing, wipeRequested(), wipeFetched()]).when(fetchWipe()).thenNothing();
+    const { state: afterReport } = spec.given([...releasing, wipeRequested(), wipeFetched()]).when(reportWipe()).then([wipeReported()]);
+    expect(afterReport.wipe).toMatchObject({ stage: "wiped", token: { digest, consumed: true } });
+    expect(afterReport.state).toBe("releasing");
+  });
+
+  it("the wipe token: refused when wrong, before any fetch, replaced by a new fetch, or used twice", () => {
+    const releasing = [...ready, releaseStarted, wipeRequested()];
+    spec.given(releasing).when(reportWipe()).thenFails("wipe_token_invalid");
+    spec.given([...releasing, wipeFetched()]).when(reportWipe(other)).thenFails("wipe_token_invalid");
+    spec.given([...releasing, wipeFetched()]).when(fetchWipe(other)).then([wipeFetched(other)]);
+    spec.given([...releasing, wipeFetched(), wipeFetched(other)]).when(reportWipe(digest)).thenFails("wipe_token_invalid");
+    spec.given([...releasing, wipeFetched(), wipeReported()]).when(reportWipe()).thenFails("wipe_token_invalid");
+    // an install token is not a wipe token, and a wipe token is not an install token
+    spec.given([...releasing, wipeFetched()]).when(report(digest)).thenFails("install_token_invalid");
+  });
+
+  it("a wipe netboot is expected only while a wipe waits for it; a wipe is asked only by the release task or of an available host", () => {
+    spec.given(ready).when(fetchWipe()).thenFails("netboot_not_expected");
+    spec.given([...ready, releaseStarted]).when(fetchWipe()).thenFails("netboot_not_expected");
+    spec.given([...ready, releaseStarted, ...wiped]).when(fetchWipe()).thenFails("netboot_not_expected");
+    spec.given(ready).when(requestWipe()).thenFails("host_not_releasing", { state: "ready" });
+    spec.given([started]).when(requestWipe()).thenFails("host_not_releasing", { state: "provisioning" });
+    spec.given([...ready, releaseStarted]).when(requestWipe("other")).thenFails("host_task_mismatch");
+    // the installer's netboot during a wipe is not expected either: the boot service serves the wipe
+    spec.given([...ready, releaseStarted, wipeRequested()]).when(fetch()).thenFails("netboot_not_expected");
+  });
+
+  it("an available host is wiped without changing its lifecycle; while the wipe runs it cannot be provisioned", () => {
+    const { state } = spec.given([]).when(requestWipe()).then([wipeRequested()]);
+    expect(state.state).toBe("available");
+    expect(state.datacenter).toBe(DC);
+    spec.given([wipeRequested()]).when(start).thenFails("host_not_available", { holderTaskId: R });
+    spec.given([wipeRequested(), wipeFetched()]).when(start).thenFails("host_not_available", { holderTaskId: R });
+    spec.given([wipeRequested(), wipeFetched(), wipeReported()]).when(start).then([started]);
+    spec.given([wipeRequested(), wipeFetched(), wipeReported("failed")]).when(start).then([started]);
+    // another release task takes an unfinished wipe of an available host over
+    spec.given([wipeRequested(), wipeFetched()]).when(requestWipe("r2")).then([wipeRequested("r2")]);
+    spec.given([wipeRequested(), wipeFetched(), wipeRequested("r2")]).when(reportWipe()).thenFails("wipe_token_invalid");
+  });
+
+  it("a release whose wipe failed can be taken over by another release task", () => {
+    const failedRelease = [...ready, releaseStarted, wipeRequested(), wipeFetched(), wipeReported("failed")];
+    spec.given(failedRelease).when(startRelease("r2")).then([{ ...releaseStarted, data: { ...releaseStarted.data, taskId: "r2" } }]);
+    spec.given([...ready, releaseStarted, wipeRequested(), wipeFetched()]).when(startRelease("r2")).thenFails("host_not_releasable");
   });
 });
 
@@ -177,6 +251,9 @@ describe("Host decider: properties", () => {
     fc.constantFrom(...tasks).map((taskId) => cmd({ type: "FailProvisioning", hostId: H, taskId, reason: "r", at })),
     fc.constantFrom(...tasks, "r1", "r2").map((taskId) => cmd({ type: "StartRelease", hostId: H, taskId, at })),
     fc.constantFrom(...tasks, "r1", "r2").map((taskId) => cmd({ type: "CompleteRelease", hostId: H, taskId, at })),
+    fc.constantFrom(...tasks, "r1", "r2").map((taskId) => requestWipe(taskId)),
+    fc.constantFrom(...digests).map((d) => fetchWipe(d)),
+    fc.tuple(fc.constantFrom(...digests), fc.constantFrom("succeeded" as const, "failed" as const)).map(([d, o]) => reportWipe(d, o)),
   );
 
   it("a host is held by at most one task at a time, and no command on a held host hands it to another task", () => {
@@ -196,11 +273,17 @@ describe("Host decider: properties", () => {
           // an install is reported at most once per fetch token
           const reports = outcome.filter((e) => e.type === "HostInstallReported");
           if (reports.length > 0) expect(before.provisioning?.token?.consumed).toBe(false);
+          // a wipe is reported at most once per wipe token
+          if (outcome.some((e) => e.type === "HostWipeReported")) expect(before.wipe?.token?.consumed).toBe(false);
+          // released (back to the pool) only after this release's own wipe succeeded
+          if (outcome.some((e) => e.type === "HostReleased")) expect(before.wipe).toMatchObject({ taskId: before.releaseTaskId, stage: "wiped" });
+          // an available host with a wipe in progress is never handed to a provisioning
+          if (outcome.some((e) => e.type === "HostProvisioningStarted")) expect(["requested", "netboot-fetched"]).not.toContain(before.wipe?.stage);
           // ready only from installed
           if (after.state === "ready" && before.state !== "ready") expect(before.provisioning?.stage).toBe("installed");
           // deciding again on the new state is idempotent for the same command
           const again = hostDecider.decide(command, after);
-          if (!(again instanceof DomainError) && command.type !== "RecordNetbootFetched") expect(again).toEqual([]);
+          if (!(again instanceof DomainError) && command.type !== "RecordNetbootFetched" && command.type !== "RecordWipeNetbootFetched") expect(again).toEqual([]);
         }
       }),
       { numRuns: 300 },
