@@ -48,7 +48,9 @@ import { defineProjection } from "../projection.ts";
  *   what `dvce vm explain` prints — the disk image, the NICs with their MACs.
  * - `hypervisors`: one row per hypervisor (stream `maskin-hv-<hostId>`):
  *   capacity, overcommit, allocatable, used, the reservations (sorted by VM
- *   id, with their groups), `cordoned` (+ reason), the drain task.
+ *   id, with their groups), `cordoned` (+ reason), the drain task, and
+ *   `orphans` (+ `orphans_at`): the QEMU processes its runtime observer saw
+ *   with no VM record (`HypervisorOrphansObserved`).
  * - `disk_images`: one row per disk image (stream
  *   `maskin-disk-<datacenter>-<name>`): status, generation, template,
  *   reference count, deletion; and `disk_image_references`: one row per
@@ -115,6 +117,9 @@ export interface MaskinHypervisorsTable {
   cordoned: boolean;
   cordon_reason: string | null;
   drain_task_id: string | null;
+  /** QEMU processes on the host with no VM record, as the hypervisor's observer last saw them (sorted VM ids). */
+  orphans: Json<string[]>;
+  orphans_at: Timestamp | null;
   created_at: Timestamp;
   updated_at: Timestamp;
   version: number;
@@ -167,7 +172,7 @@ export const MASKIN_VMS_SCHEMA = "maskin_vms";
 
 export const maskinVmsProjection = defineProjection<MaskinVmTables>({
   name: MASKIN_VMS_SCHEMA,
-  version: 1,
+  version: 2,
   tables: ["vms", "hypervisors", "disk_images", "disk_image_references"],
   eventTypes: [...new Set<string>([...VM_EVENT_TYPES, ...CAPACITY_EVENT_TYPES, ...DISK_IMAGE_EVENT_TYPES])],
 
@@ -222,6 +227,8 @@ export const maskinVmsProjection = defineProjection<MaskinVmTables>({
       .addColumn("cordoned", "boolean", (c) => c.notNull())
       .addColumn("cordon_reason", "text")
       .addColumn("drain_task_id", "text")
+      .addColumn("orphans", "jsonb", (c) => c.notNull())
+      .addColumn("orphans_at", "timestamptz")
       .addColumn("created_at", "timestamptz", (c) => c.notNull())
       .addColumn("updated_at", "timestamptz", (c) => c.notNull())
       .addColumn("version", "integer", (c) => c.notNull())
@@ -335,7 +342,7 @@ async function applyVm(db: Kysely<MaskinVmTables>, r: RecordedEvent): Promise<vo
 const CAPACITY_TYPES = new Set<string>(CAPACITY_EVENT_TYPES);
 
 /** The aggregate's state from a row (reservations are kept as an array sorted by VM id). */
-function hypervisorStateOf(row: Pick<MaskinHypervisorRow, "host_id" | "name" | "datacenter" | "capacity" | "overcommit" | "allocatable" | "used" | "reservations" | "cordoned" | "cordon_reason" | "drain_task_id">, cordonAt: string, drainAt: string): HypervisorState {
+function hypervisorStateOf(row: Pick<MaskinHypervisorRow, "host_id" | "name" | "datacenter" | "capacity" | "overcommit" | "allocatable" | "used" | "reservations" | "cordoned" | "cordon_reason" | "drain_task_id" | "orphans" | "orphans_at">, cordonAt: string, drainAt: string): HypervisorState {
   return {
     hostId: row.host_id,
     name: row.name,
@@ -347,6 +354,7 @@ function hypervisorStateOf(row: Pick<MaskinHypervisorRow, "host_id" | "name" | "
     reservations: new Map(row.reservations.map((r) => [r.vmId, r])),
     cordon: row.cordoned ? { reason: row.cordon_reason ?? "", at: cordonAt } : null,
     drain: row.drain_task_id ? { taskId: row.drain_task_id, at: drainAt } : null,
+    orphans: row.orphans_at ? { vmIds: row.orphans, at: row.orphans_at.toISOString() } : null,
   };
 }
 
@@ -372,6 +380,8 @@ async function applyCapacity(db: Kysely<MaskinVmTables>, r: RecordedEvent): Prom
     cordoned: after.cordon !== null,
     cordon_reason: after.cordon?.reason ?? null,
     drain_task_id: after.drain?.taskId ?? null,
+    orphans: JSON.stringify(after.orphans?.vmIds ?? []),
+    orphans_at: date(after.orphans?.at),
     created_at: r.occurredAt,
     updated_at: r.occurredAt,
     version: r.streamPosition,

@@ -75,6 +75,17 @@ export const ReleaseCapacitySchema = z.strictObject({ type: z.literal("ReleaseCa
 export const CordonHypervisorSchema = z.strictObject({ type: z.literal("CordonHypervisor"), hostId: HostId, reason: z.string().max(500), at: At });
 export const UncordonHypervisorSchema = z.strictObject({ type: z.literal("UncordonHypervisor"), hostId: HostId, at: At });
 export const DrainHypervisorSchema = z.strictObject({ type: z.literal("DrainHypervisor"), hostId: HostId, taskId: Id, reason: z.string().max(500), at: At });
+/**
+ * What the hypervisor's runtime observer saw: the QEMU processes on the host
+ * with no VM record (unknown or deleted VM; vm.ts `orphanProcesses`). Recorded
+ * only when the set changes. An observation, not an order: nothing acts on it.
+ */
+export const RecordHypervisorOrphansSchema = z.strictObject({
+  type: z.literal("RecordHypervisorOrphans"),
+  hostId: HostId,
+  vmIds: z.array(Id).max(1000),
+  at: At,
+});
 
 export const CapacityCommandSchema = z.discriminatedUnion("type", [
   RegisterHypervisorSchema,
@@ -83,6 +94,7 @@ export const CapacityCommandSchema = z.discriminatedUnion("type", [
   CordonHypervisorSchema,
   UncordonHypervisorSchema,
   DrainHypervisorSchema,
+  RecordHypervisorOrphansSchema,
 ]);
 export type CapacityCommand = z.infer<typeof CapacityCommandSchema>;
 export type CapacityCommandInput = z.input<typeof CapacityCommandSchema>;
@@ -116,6 +128,8 @@ export const capacityEventSchemas = {
       at: S,
     }),
   },
+  /** The orphan QEMU processes now (sorted VM ids; empty: none left) and before. */
+  HypervisorOrphansObserved: { schemaVersion: 1, schema: z.object({ hostId: S, vmIds: z.array(S), previous: z.array(S), at: S }) },
 } as const;
 
 type Schemas = typeof capacityEventSchemas;
@@ -150,6 +164,8 @@ export interface HypervisorState {
   readonly reservations: ReadonlyMap<string, Reservation>;
   /** Sum of the reservations. */
   readonly used: Resources;
+  /** QEMU processes on the host with no VM record, as last observed (sorted VM ids). */
+  readonly orphans: { readonly vmIds: readonly string[]; readonly at: string } | null;
 }
 
 export const initialHypervisorState: HypervisorState = {
@@ -163,6 +179,7 @@ export const initialHypervisorState: HypervisorState = {
   drain: null,
   reservations: new Map(),
   used: ZERO_RESOURCES,
+  orphans: null,
 };
 
 /** Allocatable minus reserved (negative when capacity was lowered below what is reserved). */
@@ -271,6 +288,13 @@ function decide(command: CapacityCommand, state: HypervisorState): readonly Capa
       );
       return events;
     }
+    case "RecordHypervisorOrphans": {
+      const vmIds = [...new Set(command.vmIds)].sort();
+      const previous = state.orphans?.vmIds ?? [];
+      if (state.orphans && state.orphans.at > command.at) return [];
+      if (vmIds.length === previous.length && vmIds.every((id, i) => id === previous[i])) return [];
+      return [capacityEvent("HypervisorOrphansObserved", { hostId: state.hostId, vmIds, previous: [...previous], at: command.at })];
+    }
     default:
       return unreachable(command);
   }
@@ -306,6 +330,8 @@ function evolve(state: HypervisorState, event: CapacityEvent): HypervisorState {
       return { ...state, cordon: null, drain: null };
     case "HypervisorDrainRequested":
       return { ...state, drain: { taskId: event.data.taskId, at: event.data.at } };
+    case "HypervisorOrphansObserved":
+      return { ...state, orphans: { vmIds: [...event.data.vmIds], at: event.data.at } };
     default:
       return unreachable(event);
   }
