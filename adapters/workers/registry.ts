@@ -1,3 +1,5 @@
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { NatsNamespace } from "../nats/namespace.ts";
 import type { WorkHandler } from "./worker.ts";
 
 /**
@@ -9,11 +11,17 @@ import type { WorkHandler } from "./worker.ts";
 export interface WorkerServiceContext {
   readonly datacenter: string;
   readonly env: NodeJS.ProcessEnv;
+  /** The worker's routing target (`dv worker --host`: the hypervisor host it runs on), when it has one. */
+  readonly target?: string;
+  /** The worker's NATS connection and namespace, for a service that also serves core request/reply (hypervisor console). */
+  readonly nats?: { readonly nc: NatsConnection; readonly namespace: NatsNamespace };
 }
 
 export interface WorkerServiceOptions {
   /** Redelivered when not acked within this time (startWorker's ackWaitMs; kept alive while a handler runs). */
   readonly ackWaitMs?: number;
+  /** Take only the work routed to this target (startWorker's `target`), e.g. the hypervisor worker of one host. */
+  readonly target?: string;
 }
 
 export interface WorkerService {

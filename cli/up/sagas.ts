@@ -15,6 +15,7 @@ import { BootConfigError, bootConfigFromEnv, type BootConfig } from "../../adapt
 import { PostgresEventStore } from "../../adapters/eventstore/postgres/store.ts";
 import { createPool } from "../../adapters/postgres/connection.ts";
 import { MASKIN_SERVICE } from "../../adapters/workers/maskin/service.ts";
+import { HYPERVISOR_SERVICE } from "../../adapters/workers/hypervisor/service.ts";
 import { parseListenAddress, startBootServer, type ListenAddress, type StartedBootServer } from "./boot-server.ts";
 import type { Io } from "../core/output.ts";
 import { ShutdownSignals } from "./lifecycle.ts";
@@ -100,6 +101,8 @@ export interface StartWorkersOptions {
   /** Registered worker services (adapters/workers/registry.ts) by name, or handlers given directly. */
   readonly services: ReadonlyArray<string | { readonly service: string; readonly handlers: Readonly<Record<string, WorkHandler>> }>;
   readonly env?: NodeJS.ProcessEnv;
+  /** The host these workers run on (`dv worker --host`): the hypervisor service serves that hypervisor. */
+  readonly target?: string;
   readonly tuning?: Pick<StartWorkerOptions, "heartbeatIntervalMs" | "concurrency" | "ackWaitMs" | "maxDeliver" | "workerId">;
   readonly onError?: (error: unknown, context: string) => void;
 }
@@ -121,12 +124,20 @@ export async function startWorkers(options: StartWorkersOptions): Promise<Worker
       let service: string;
       let handlers: Readonly<Record<string, WorkHandler>>;
       let ackWaitMs: number | undefined;
+      let target: string | undefined;
       if (typeof entry === "string") {
         const registered = workerService(entry);
         if (!registered) throw new Error(`no worker service ${JSON.stringify(entry)} is registered`);
         service = entry;
-        const context = { datacenter: options.datacenter, env: options.env ?? process.env };
-        ackWaitMs = registered.workerOptions?.(context).ackWaitMs;
+        const context = {
+          datacenter: options.datacenter,
+          env: options.env ?? process.env,
+          nats: { nc, namespace },
+          ...(options.target !== undefined ? { target: options.target } : {}),
+        };
+        const serviceOptions = registered.workerOptions?.(context);
+        ackWaitMs = serviceOptions?.ackWaitMs;
+        target = serviceOptions?.target;
         handlers = await registered.handlers(context);
         if (registered.close) closers.push(registered.close.bind(registered));
       } else {
@@ -142,6 +153,7 @@ export async function startWorkers(options: StartWorkersOptions): Promise<Worker
           namespace,
           service,
           datacenter: options.datacenter,
+          ...(target !== undefined ? { target } : {}),
           handlers,
           ...(options.onError ? { onError: options.onError } : {}),
         }),
@@ -181,6 +193,11 @@ export async function runWorker(options: WorkerCommandOptions, io: Io, env: Node
     return ExitCode.usage;
   }
   const bootSettings = await bootServerSettings(options, env);
+  if (options.service.includes(HYPERVISOR_SERVICE) && !options.host?.trim()) {
+    throw new CliError(ExitCode.usage, "--service hypervisor needs --host HOSTID (the inventory host this worker runs VMs on)");
+  }
+  const vmDir = options.vmDir?.trim();
+  const serviceEnv = vmDir ? { ...env, DV_VM_RUN_DIR: vmDir } : env;
   const signals = new ShutdownSignals(() => process.exit(130)).install();
   let boot: { readonly server: StartedBootServer; close(): Promise<void> } | null = null;
   const servers = options.natsUrl?.trim() || natsUrl(env);
@@ -205,7 +222,8 @@ export async function runWorker(options: WorkerCommandOptions, io: Io, env: Node
       namespace: natsNamespace(options.namespace ?? ""),
       datacenter: options.datacenter,
       services: options.service,
-      env,
+      env: serviceEnv,
+      ...(options.host?.trim() ? { target: options.host.trim() } : {}),
       tuning: { heartbeatIntervalMs: options.heartbeatMs, concurrency: options.concurrency },
       onError: (error, context) => warn(`${context}: ${error instanceof Error ? error.message : String(error)}`),
     });
