@@ -7,6 +7,7 @@ import { NatsLink, natsUrl } from "../../adapters/nats/connection.ts";
 import { natsNamespace, type NatsNamespace } from "../../adapters/nats/namespace.ts";
 import { Relay } from "../../adapters/nats/relay.ts";
 import { workerServices } from "../../adapters/workers/registry.ts";
+import { VmReadModel } from "../../api/read/vms.ts";
 import { startSagaRuntime, startWorkers, type WorkersHandle } from "./sagas.ts";
 import { resolveSecretKey } from "./secret-key.ts";
 import { loadSecretKey } from "../../adapters/secrets/key.ts";
@@ -155,7 +156,7 @@ export async function runUp(options: UpOptions, io: Io, env: NodeJS.ProcessEnv):
       warn(`warning: ${message}`);
     };
     say("starting the saga runtime");
-    const sagas = startSagaRuntime({ store, pool, nats, namespace, deps: { store }, onError: noteSagaError });
+    const sagas = startSagaRuntime({ store, pool, nats, namespace, deps: { store, vms: new VmReadModel(pool) }, onError: noteSagaError });
     lifecycle.defer("the saga runtime", () => sagas.stop());
     let workers: WorkersHandle | undefined;
     if (options.workers) {
