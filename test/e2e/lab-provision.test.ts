@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectShared, dropNamespace, testNamespace } from "../integration/nats/support/nats.ts";
 import { createTestDatabase, type TestDatabase } from "../support/postgres.ts";
 import { startMiniBootServer, type MiniBootServer } from "../support/lab/http-log.ts";
+import { labInventoryYaml } from "../support/lab/inventory.ts";
 import { ensureInstallerPayload, type InstallerPayload } from "../support/lab/payload.ts";
 import { assertLabInstalled, startLabServer, waitUntil, type LabServer } from "../support/lab/server-vm.ts";
 import { answers, childEnv, freePort, runBin, Running } from "./support.ts";
@@ -201,7 +202,7 @@ describe("lab: dvce host provision drives a QEMU server through its BMC, the boo
     expect(set.code, set.stderr).toBe(0);
 
     const inventory = join(dir, "inventory.yaml");
-    await writeFile(inventory, inventoryYaml(DC, [node1, node2]));
+    await writeFile(inventory, labInventoryYaml(DC, [node1, node2]));
     const imported = await runBin("dvce", ["inventory", "import", inventory], env);
     expect(imported.code, `${imported.stdout}\n${imported.stderr}`).toBe(0);
     await worker.waitFor("the maskin worker to be ready", () => /^ready: /m.test(worker!.stdout), 60_000);
@@ -330,21 +331,3 @@ describe("lab: dvce host provision drives a QEMU server through its BMC, the boo
     }
   }, 240_000);
 });
-
-function inventoryYaml(datacenter: string, servers: readonly LabServer[]): string {
-  return [
-    "datacenters:",
-    `  - name: ${datacenter}`,
-    "    racks:",
-    "      - name: r01",
-    "        hosts:",
-    ...servers.flatMap((s, i) => [
-      `          - name: ${s.name}`,
-      `            serial: LAB-${s.name.toUpperCase()}`,
-      `            macs: ["${s.mac}"]`,
-      `            bmc: { driver: ipmi, address: ${s.bmc.address}, port: ${s.bmc.port}, username: ${s.bmc.username}, password: ${s.bmc.password} }`,
-      `            # rack position ${i + 1}`,
-    ]),
-    "",
-  ].join("\n");
-}

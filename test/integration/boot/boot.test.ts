@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { imageCatalogFromEnv } from "../../../adapters/boot/catalog.ts";
+import { imageCatalogFromEnv, wipeImageFromEnv } from "../../../adapters/boot/catalog.ts";
 import { StaticTalosSecrets } from "../../../adapters/boot/talos-secrets.ts";
 import { executeHostCommand } from "../../../commands/maskin/index.ts";
 import { TalosConfigSchema } from "../../../domain/maskin/talos-config.ts";
@@ -22,6 +22,7 @@ import { TEST_TALOS_SECRETS } from "./fixtures/talos-secrets.ts";
 const BASE = "http://boot.test:8080";
 const KERNEL = Buffer.from("stand-in kernel bytes\n".repeat(100));
 const INITRAMFS = Buffer.from("stand-in initramfs\n".repeat(50));
+const WIPE_INITRD = Buffer.from("stand-in wiper initrd\n".repeat(40));
 const MAC1 = "52:54:00:12:34:01";
 const MAC2 = "52:54:00:12:34:02";
 const MAC3 = "52:54:00:12:34:03";
@@ -60,6 +61,14 @@ async function ipxe(url: string) {
   return response.body;
 }
 
+/** The token in a wipe script (its one callback URL). */
+function wipeTokenOf(script: string): string {
+  const tokens = [...script.matchAll(/\?token=([A-Za-z0-9_-]+)/g)].map((m) => m[1]!);
+  expect(tokens).toHaveLength(1);
+  issuedTokens.push(tokens[0]!);
+  return tokens[0]!;
+}
+
 /** The token in an install script (both URLs carry the same one). */
 function tokenOf(script: string): string {
   const tokens = [...script.matchAll(/\?token=([A-Za-z0-9_-]+)/g)].map((m) => m[1]!);
@@ -77,10 +86,15 @@ beforeAll(async () => {
   await writeFile(join(assets, "talos-v1.9.5", "vmlinuz"), KERNEL);
   await writeFile(join(assets, "talos-v1.9.5", "initramfs.xz"), INITRAMFS);
   const catalog = await imageCatalogFromEnv({ DV_BOOT_ASSETS_DIR: assets, DV_BOOT_KERNEL_ARGS: "console=ttyS0 panic=-1" });
+  await mkdir(join(assets, "wipe"));
+  await writeFile(join(assets, "wipe", "vmlinuz"), KERNEL);
+  await writeFile(join(assets, "wipe", "initrd.gz"), WIPE_INITRD);
+  const wipe = await wipeImageFromEnv({ DV_WIPE_ASSETS_DIR: join(assets, "wipe"), DV_WIPE_KERNEL_ARGS: "console=ttyS0 quiet" });
   api = await createApiHarness({
     logger: { level: "info", stream: { write: (line: string) => void logLines.push(line) } },
     boot: {
       catalog: catalog!,
+      wipe,
       baseUrl: BASE,
       talos: { secrets: new StaticTalosSecrets(TEST_TALOS_SECRETS), endpoint: "https://{cluster}.{datacenter}.example:6443" },
     },
@@ -250,14 +264,83 @@ describe("boot service", () => {
     expect(response.statusCode, response.body).toBe(204);
   });
 
+  it("a released host whose wipe was asked for gets the wipe image with a one-time wipe token; the wiper reports once; then exit", async () => {
+    // node-01 is ready (installed above): its release starts; until the wipe is asked for, it boots its disk.
+    const hostId = hostIds["node-01"]!;
+    const id = encodeURIComponent(hostId);
+    await executeHostCommand(api.db.store, { type: "StartRelease", hostId, taskId: "release-1", at: at() }, saga);
+    expect(await ipxe(`/boot/ipxe?mac=${MAC1}`)).toBe("#!ipxe\nexit\n");
+    await executeHostCommand(api.db.store, { type: "RequestWipe", hostId, datacenter: "osl1", taskId: "release-1", at: at() }, saga);
+
+    const script = await ipxe(`/boot/ipxe?mac=${MAC1}`);
+    const token = wipeTokenOf(script);
+    expect(script.split("\n")).toEqual([
+      "#!ipxe",
+      "echo Dataverket: wiping the disks of node-01",
+      `kernel ${BASE}/boot/assets/dv-wipe/vmlinuz console=ttyS0 quiet dv.wipe.callback=${BASE}/boot/wipe-callback/${id}?token=${token}`,
+      `initrd ${BASE}/boot/assets/dv-wipe/initrd.gz`,
+      "boot",
+      "",
+    ]);
+    const fetched = (await hostEvents(hostId)).filter((e) => e.type === "HostWipeNetbootFetched");
+    expect(fetched).toHaveLength(1);
+    expect(fetched[0]!.data).toMatchObject({ hostId, mac: MAC1, tokenDigest: sha256(token), taskId: "release-1", datacenter: "osl1" });
+    const initrd = await api.app.inject({ method: "GET", url: "/boot/assets/dv-wipe/initrd.gz" });
+    expect(initrd.statusCode).toBe(200);
+    expect(initrd.rawPayload.equals(WIPE_INITRD)).toBe(true);
+    expect((await api.app.inject({ method: "GET", url: "/boot/assets/dv-wipe/secrets.yaml" })).statusCode).toBe(404);
+
+    // A wipe token is no install token (config, install callback) and a wrong token is no wipe token.
+    expect((await api.app.inject({ method: "GET", url: `/boot/config/${hostId}?token=${token}` })).statusCode).toBe(401);
+    expect((await api.app.inject({ method: "GET", url: `/boot/callback/${hostId}?token=${token}&outcome=succeeded` })).statusCode).toBe(401);
+    const wrong = await api.app.inject({ method: "GET", url: `/boot/wipe-callback/${hostId}?token=${"C".repeat(43)}&outcome=succeeded` });
+    expect(wrong.statusCode).toBe(401);
+    expect(wrong.json().code).toBe("wipe_token_invalid");
+    expect((await api.app.inject({ method: "GET", url: `/boot/wipe-callback/${hostId}?outcome=succeeded` })).statusCode).toBe(401);
+    expect((await api.app.inject({ method: "GET", url: `/boot/wipe-callback/${hostId}?token=${token}&outcome=maybe` })).statusCode).toBe(400);
+    expect((await api.app.inject({ method: "GET", url: `/boot/wipe-callback/${hostIds["node-02"]}?token=${token}&outcome=succeeded` })).statusCode).toBe(401);
+
+    // The busybox wiper: a plain GET, its report in the query.
+    const report = await api.app.inject({ method: "GET", url: `/boot/wipe-callback/${id}?token=${token}&mac=${MAC1}&outcome=succeeded&devices=/dev/vda,/dev/vdb&bytes=67108864&message=` });
+    expect(report.statusCode, report.body).toBe(204);
+    const again = await api.app.inject({ method: "GET", url: `/boot/wipe-callback/${id}?token=${token}&outcome=succeeded` });
+    expect(again.statusCode).toBe(401);
+    expect(again.json().code).toBe("wipe_token_invalid");
+    const reported = (await hostEvents(hostId)).filter((e) => e.type === "HostWipeReported");
+    expect(reported).toHaveLength(1);
+    expect(reported[0]!.data).toMatchObject({ hostId, taskId: "release-1", outcome: "succeeded", devices: ["/dev/vda", "/dev/vdb"], bytesWiped: 67108864 });
+    expect(reported[0]!.data.message).toContain(`reported by ${MAC1}`);
+    // Wiped: the next netboot boots the disk and records nothing.
+    const before = (await hostEvents(hostId)).length;
+    expect(await ipxe(`/boot/ipxe?mac=${MAC1}`)).toBe("#!ipxe\nexit\n");
+    expect((await hostEvents(hostId)).length).toBe(before);
+  });
+
+  it("a second wipe netboot replaces the wipe token; a wiper's failure is recorded with its words (JSON post)", async () => {
+    // node-03's install failed above: its task marks it provision_failed, release-3 releases it.
+    const hostId = hostIds["node-03"]!;
+    await executeHostCommand(api.db.store, { type: "FailProvisioning", hostId, taskId: "task-3", reason: "install failed", at: at() }, saga);
+    await executeHostCommand(api.db.store, { type: "StartRelease", hostId, taskId: "release-3", at: at() }, saga);
+    await executeHostCommand(api.db.store, { type: "RequestWipe", hostId, datacenter: "osl1", taskId: "release-3", at: at() }, saga);
+    const stale = wipeTokenOf(await ipxe(`/boot/ipxe/${MAC3}`));
+    const token = wipeTokenOf(await ipxe(`/boot/ipxe/${MAC3}`));
+    expect(token).not.toBe(stale);
+    expect((await api.app.inject({ method: "POST", url: `/boot/wipe-callback/${hostId}?token=${stale}`, payload: { outcome: "succeeded" } })).statusCode).toBe(401);
+    const failed = await api.app.inject({ method: "POST", url: `/boot/wipe-callback/${hostId}?token=${token}`, payload: { outcome: "failed", message: "dd: /dev/sda: I/O error", devices: ["/dev/sda"], bytes: 0 } });
+    expect(failed.statusCode, failed.body).toBe(204);
+    const reported = (await hostEvents(hostId)).filter((e) => e.type === "HostWipeReported");
+    expect(reported.map((e) => e.data)).toEqual([expect.objectContaining({ outcome: "failed", message: "dd: /dev/sda: I/O error", devices: ["/dev/sda"], bytesWiped: 0, taskId: "release-3" })]);
+  });
+
   it("no token ever appears in an event or a log line; only digests are recorded", async () => {
     expect(issuedTokens.length).toBeGreaterThanOrEqual(4);
     const all = await events();
-    const digests = all.filter((e) => e.type === "HostNetbootFetched").map((e) => e.data.tokenDigest);
+    const digests = all.filter((e) => e.type === "HostNetbootFetched" || e.type === "HostWipeNetbootFetched").map((e) => e.data.tokenDigest);
     expect(digests.sort()).toEqual(issuedTokens.map(sha256).sort());
     const logs = logLines.join("");
     // The boot routes' requests were logged (with the token redacted), so the check below is not vacuous.
     expect(logs).toContain("/boot/callback/");
+    expect(logs).toContain("/boot/wipe-callback/");
     expect(logs).toContain("token=[redacted]");
     for (const token of issuedTokens) {
       for (const event of all) expect(event.text.includes(token), `${event.type} contains an install token`).toBe(false);
