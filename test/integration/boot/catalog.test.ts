@@ -4,10 +4,10 @@ import { join } from "node:path";
 import { text } from "node:stream/consumers";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
-import { CatalogConfigError, imageCatalogFromEnv, TALOS_KERNEL_ARGS } from "../../../adapters/boot/catalog.ts";
+import { CatalogConfigError, DEFAULT_WIPE_KERNEL_ARGS, imageCatalogFromEnv, openImageFile, TALOS_KERNEL_ARGS, wipeImageFromEnv } from "../../../adapters/boot/catalog.ts";
 import { bootConfigFromEnv } from "../../../adapters/boot/config.ts";
 import { DirectoryTalosSecrets } from "../../../adapters/boot/talos-secrets.ts";
-import { renderExitScript, renderInstallScript } from "../../../api/boot/ipxe.ts";
+import { renderExitScript, renderInstallScript, renderWipeScript } from "../../../api/boot/ipxe.ts";
 import { redactUrl } from "../../../api/boot/index.ts";
 import { issueInstallToken, tokenDigest, tokenFromQuery } from "../../../api/boot/token.ts";
 import { TEST_TALOS_SECRETS } from "./fixtures/talos-secrets.ts";
@@ -98,6 +98,38 @@ describe("image catalog", () => {
     expect(config.talos).toMatchObject({ secrets: null, wipe: true, endpoint: "https://{cluster}.k8s.example:6443" });
     await expect(bootConfigFromEnv({ ...env, DV_BOOT_BASE_URL: "10.0.2.2:8080" })).rejects.toThrow(/DV_BOOT_BASE_URL/);
     await expect(bootConfigFromEnv({ ...env, DV_TALOS_INSTALL_WIPE: "yes" })).rejects.toThrow(/DV_TALOS_INSTALL_WIPE/);
+  });
+});
+
+describe("wipe image", () => {
+  it("a directory with a kernel and an initramfs, or a pair of URLs; the arguments configurable; anything else refused", async () => {
+    expect(await wipeImageFromEnv({})).toBeNull();
+    const root = await files(join(dir, "wipe"), { "vmlinuz": "kernel", "initrd.gz": "initrd", "notes.txt": "not an asset" });
+    const local = (await wipeImageFromEnv({ DV_WIPE_ASSETS_DIR: root }))!;
+    expect(local).toMatchObject({ name: "dv-wipe", kernel: { kind: "file", file: "vmlinuz" }, initramfs: { kind: "file", file: "initrd.gz" }, kernelArgs: DEFAULT_WIPE_KERNEL_ARGS });
+    expect(await text((await openImageFile([local.kernel, local.initramfs], "initrd.gz"))!.stream)).toBe("initrd");
+    expect(await openImageFile([local.kernel, local.initramfs], "notes.txt")).toBeNull();
+    expect((await wipeImageFromEnv({ DV_WIPE_ASSETS_DIR: root, DV_WIPE_KERNEL_ARGS: " console=ttyS0  quiet " }))!.kernelArgs).toEqual(["console=ttyS0", "quiet"]);
+    expect(await wipeImageFromEnv({ DV_WIPE_KERNEL_URL: "https://m/wipe/k", DV_WIPE_INITRAMFS_URL: "https://m/wipe/i" })).toMatchObject({
+      kernel: { kind: "url", url: "https://m/wipe/k" },
+      initramfs: { kind: "url", url: "https://m/wipe/i" },
+    });
+    await expect(wipeImageFromEnv({ DV_WIPE_KERNEL_URL: "https://m/wipe/k" })).rejects.toThrow(/DV_WIPE_INITRAMFS_URL/);
+    await expect(wipeImageFromEnv({ DV_WIPE_KERNEL_URL: "ftp://m/k", DV_WIPE_INITRAMFS_URL: "https://m/i" })).rejects.toThrow(/http/);
+    await expect(wipeImageFromEnv({ DV_WIPE_ASSETS_DIR: root, DV_WIPE_KERNEL_URL: "https://m/k", DV_WIPE_INITRAMFS_URL: "https://m/i" })).rejects.toThrow(/not both/);
+    await expect(wipeImageFromEnv({ DV_WIPE_ASSETS_DIR: join(dir, "nope") })).rejects.toThrow(CatalogConfigError);
+    const empty = await files(join(dir, "wipe-empty"), { "README": "no kernel here" });
+    await expect(wipeImageFromEnv({ DV_WIPE_ASSETS_DIR: empty })).rejects.toThrow(/no kernel/);
+    // bootConfigFromEnv carries it (null when not configured).
+    const env = { DV_TALOS_KERNEL_URL: "https://x/k", DV_TALOS_INITRAMFS_URL: "https://x/i", DV_TALOS_VERSION: "v1.9.5" };
+    expect((await bootConfigFromEnv(env))!.wipe).toBeNull();
+    expect((await bootConfigFromEnv({ ...env, DV_WIPE_ASSETS_DIR: root }))!.wipe).toMatchObject({ name: "dv-wipe" });
+  });
+
+  it("renders the wipe script with the callback as the last argument; refuses what iPXE would expand", () => {
+    const script = renderWipeScript({ hostName: "node 01", kernelUrl: "http://b/k", initramfsUrl: "http://b/i", kernelArgs: ["console=ttyS0"], callbackUrl: "http://b/boot/wipe-callback/h1?token=T" });
+    expect(script).toBe("#!ipxe\necho Dataverket: wiping the disks of node_01\nkernel http://b/k console=ttyS0 dv.wipe.callback=http://b/boot/wipe-callback/h1?token=T\ninitrd http://b/i\nboot\n");
+    expect(() => renderWipeScript({ hostName: "n", kernelUrl: "http://b/k", initramfsUrl: "http://b/i", kernelArgs: ["x=${evil}"], callbackUrl: "http://b/c" })).toThrow(/refusing/);
   });
 });
 
