@@ -125,7 +125,14 @@ export class ImageStore {
         }
         const manifest = { name: image.name, version: image.version, format: image.format, digest: image.digest, cmdline: image.boot?.cmdline ?? "", importedAt: new Date().toISOString() };
         await writeFile(join(work, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
-        await rename(work, dir);
+        try {
+          await rename(work, dir);
+        } catch (error) {
+          // Another process on this host imported it meanwhile: theirs is as good (same digest).
+          const theirs = await this.imported(image.name, image.version);
+          if (theirs) return { image: theirs, imported: false };
+          throw error;
+        }
       } finally {
         await rm(work, { recursive: true, force: true });
       }
