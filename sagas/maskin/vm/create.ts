@@ -250,6 +250,7 @@ const seed: WorkStep<VmSagaDeps> = {
       hostname: state.vm.name,
       instanceId: state.vm.vmId,
       sshAuthorizedKeys: keys,
+      nicMacs: state.vm.nics.map((n) => n.mac),
       ...(typeof input.userData === "string" ? { userData: input.userData } : {}),
     });
   },
