@@ -7,6 +7,7 @@ import {
   hostDecider,
   hostEventSchemas,
   initialHostState,
+  wipeInProgress,
   MASKIN_HOST_STREAM_PREFIX,
   type HostEvent,
   type HostEventType,
@@ -198,7 +199,8 @@ function date(iso: string | null | undefined): Date | null {
 
 function rowOf(s: HostState, extras: Extras, r: RecordedEvent) {
   const p = s.provisioning;
-  const taskId = s.state === "releasing" ? s.releaseTaskId : s.state === "available" ? null : (p?.taskId ?? null);
+  // An available host being wiped (a release of a host nobody held) is that release task's until the wipe ends.
+  const taskId = s.state === "releasing" ? s.releaseTaskId : s.state === "available" ? (wipeInProgress(s)?.taskId ?? null) : (p?.taskId ?? null);
   return {
     host_id: s.hostId ?? "",
     datacenter: s.datacenter,

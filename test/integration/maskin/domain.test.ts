@@ -86,6 +86,14 @@ describe("maskin domain on Postgres", () => {
 
     await host(H, { type: "StartRelease", taskId: "tr", at: t(11) });
     expect(await row(H)).toMatchObject({ state: "releasing", task_id: "tr", provision_task_id: "tp", release_task_id: "tr" });
+    // Not back to the pool unwiped: the wipe first (the boot service's facts), then CompleteRelease.
+    await expect(host(H, { type: "CompleteRelease", taskId: "tr", at: t(12) })).rejects.toMatchObject({ code: "wipe_not_done" });
+    await host(H, { type: "RequestWipe", datacenter: "osl1", taskId: "tr", at: t(12) });
+    await host(H, { type: "RecordWipeNetbootFetched", mac: "52:54:00:12:34:01", tokenDigest: digestOf("wipe-token"), at: t(12) });
+    await expect(host(H, { type: "RecordWipeReported", tokenDigest: digestOf(token), outcome: "succeeded", at: t(12) })).rejects.toMatchObject({ code: "wipe_token_invalid" });
+    await host(H, { type: "RecordWipeReported", tokenDigest: digestOf("wipe-token"), outcome: "succeeded", devices: ["/dev/sda"], bytesWiped: 512, at: t(12) });
+    expect(await row(H)).toMatchObject({ state: "releasing", task_id: "tr" });
+    expect((await row(H)).aggregate).toMatchObject({ wipe: { taskId: "tr", stage: "wiped", devices: ["/dev/sda"], bytesWiped: 512 } });
     await host(H, { type: "CompleteRelease", taskId: "tr", at: t(12) });
     expect(await row(H)).toMatchObject({ state: "available", stage: null, task_id: null, tenant_id: null, netboot_fetched_at: null, observed_power: "on" });
     expect((await loadHost(h.store, H)).state.state).toBe("available");
