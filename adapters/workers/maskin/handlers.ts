@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { loadHost } from "../../../commands/maskin/index.ts";
 import type { CommandStore } from "../../../commands/pipeline.ts";
-import type { HostState } from "../../../domain/maskin/index.ts";
+import { wipeInProgress, type HostState } from "../../../domain/maskin/index.ts";
 import { BmcAuthError, BmcCommandError, BmcUnreachableError, BmcUnsupportedError, isBmcError, type BmcExchange, type PowerState } from "../../bmc/index.ts";
 import { BmcEndpointUnavailableError } from "../../secrets/bmc.ts";
 import { SecretKeyMismatchError, SecretNotFoundError } from "../../secrets/store.ts";
@@ -129,6 +129,8 @@ export interface ProvisioningEvidence {
   /** For a release task: when its wipe image was served and when the wiper reported (absent for a provisioning). */
   readonly wipeNetbootFetchedAt?: string | null;
   readonly wipeReportedAt?: string | null;
+  /** For a release task's power off: its wipe was asked for and has not reported yet (powering off would interrupt it). */
+  readonly wipeRunningSince?: string;
 }
 
 export interface MaskinHandlersOptions {
@@ -139,6 +141,8 @@ export interface MaskinHandlersOptions {
 
 /** The operations that start a machine, so that doing them twice during provisioning could netboot or restart it again. */
 const STARTS_MACHINE: ReadonlySet<PowerOperation> = new Set(["on", "cycle", "reset"]);
+/** The operations that stop a machine, so that doing them again during a release's wipe would cut the wipe short. */
+const STOPS_MACHINE: ReadonlySet<PowerOperation> = new Set(["off", "soft"]);
 
 /**
  * The facts showing that task `taskId`'s provisioning of the host got past
@@ -160,7 +164,21 @@ export function wipeEvidence(state: HostState, taskId: string): ProvisioningEvid
   return { taskId, netbootFetchedAt: null, installReportedAt: null, provisioned: false, wipeNetbootFetchedAt: wipe.netbootFetchedAt, wipeReportedAt: wipe.reportedAt };
 }
 
+/**
+ * A release task's power off while its own wipe runs (requested, not yet
+ * reported): the step that powered the host off before the wipe is being
+ * redelivered (its answer was not acked), and acting on it now would cut
+ * the wipe short. The wipe step after the report (`power-off-wiped`) finds
+ * the wipe ended and acts.
+ */
+export function wipeRunningEvidence(state: HostState, taskId: string): ProvisioningEvidence | null {
+  const wipe = wipeInProgress(state);
+  if (!wipe || wipe.taskId !== taskId) return null;
+  return { taskId, netbootFetchedAt: null, installReportedAt: null, provisioned: false, wipeNetbootFetchedAt: wipe.netbootFetchedAt, wipeRunningSince: wipe.requestedAt };
+}
+
 function tookEffectReason(evidence: ProvisioningEvidence): string {
+  if (evidence.wipeRunningSince) return `not now: this task's wipe has run since ${evidence.wipeRunningSince} and not reported yet (powering off would interrupt it)`;
   const facts = [
     evidence.wipeNetbootFetchedAt ? `wipe image fetched at ${evidence.wipeNetbootFetchedAt}` : null,
     evidence.wipeReportedAt ? `wipe reported at ${evidence.wipeReportedAt}` : null,
@@ -177,6 +195,7 @@ export function createMaskinHandlers(options: MaskinHandlersOptions): Record<"po
 
   /** The provisioning facts of `taskId` on the host, when the operation starts a machine (see "Power on during provisioning"). */
   const tookEffect = async (hostId: string, operation: PowerOperation, taskId: string): Promise<ProvisioningEvidence | null> => {
+    if (STOPS_MACHINE.has(operation)) return wipeRunningEvidence((await loadHost(hosts, hostId)).state, taskId);
     if (!STARTS_MACHINE.has(operation)) return null;
     const { state } = await loadHost(hosts, hostId);
     return provisioningEvidence(state, taskId) ?? wipeEvidence(state, taskId);

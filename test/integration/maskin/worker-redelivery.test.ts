@@ -135,6 +135,11 @@ describe("a redelivered release power-on (the wipe) converges on the host's wipe
     const b = lab.sims.bmcs[4]!;
     const start = Date.now();
     expect(await powerOn(hostId, releaseTask)).toMatchObject({ before: "off", action: "powerOn", changed: true, after: "on" });
+    // The release's first power off delivered again while the wipe runs: nothing (it would cut the wipe short); another task's off would act.
+    const off = (await handlers.power({ ...request("power", { hostId, operation: "off" }), taskId: releaseTask, step: "power-off" }, redelivered())) as PowerTookEffectOutput;
+    expect(off).toMatchObject({ action: "none", changed: false, exchanges: [] });
+    expect(off.reason).toMatch(/^not now: this task's wipe has run since/);
+    expect(await b.power()).toBe("on");
     // The wiper netbooted, wiped, and powered the machine off.
     await hostCommand({ type: "RecordWipeNetbootFetched", hostId, mac: "52:54:00:00:00:05", tokenDigest: createHash("sha256").update(randomBytes(16)).digest("hex") });
     await b.setPower("off");
