@@ -107,7 +107,7 @@ export class ImageStore {
   }
 
   /** Imports the version unless it is there; `imported` says whether this call did it. */
-  importImage(image: ImageRef): Promise<{ image: ImportedImage; imported: boolean }> {
+  importImage(image: ImageRef, options: { signal?: AbortSignal } = {}): Promise<{ image: ImportedImage; imported: boolean }> {
     const dir = this.imageDir(image.name, image.version);
     return this.serialized(dir, async () => {
       const existing = await this.imported(image.name, image.version);
@@ -118,10 +118,10 @@ export class ImageStore {
       try {
         if (image.format === "kernel+initrd") {
           if (!image.boot) throw new ImageImportError("image_source_unavailable", `image ${image.name}@${image.version} is kernel+initrd but names no kernel and initrd`);
-          await this.fetchVerified(image.boot.kernel.source, image.boot.kernel.digest, join(work, "kernel"), `${image.name}@${image.version} kernel`);
-          await this.fetchVerified(image.boot.initrd.source, image.boot.initrd.digest, join(work, "initrd"), `${image.name}@${image.version} initrd`);
+          await this.fetchVerified(image.boot.kernel.source, image.boot.kernel.digest, join(work, "kernel"), `${image.name}@${image.version} kernel`, options.signal);
+          await this.fetchVerified(image.boot.initrd.source, image.boot.initrd.digest, join(work, "initrd"), `${image.name}@${image.version} initrd`, options.signal);
         } else {
-          await this.fetchVerified(image.source, image.digest, join(work, `image.${image.format}`), `${image.name}@${image.version}`);
+          await this.fetchVerified(image.source, image.digest, join(work, `image.${image.format}`), `${image.name}@${image.version}`, options.signal);
         }
         const manifest = { name: image.name, version: image.version, format: image.format, digest: image.digest, cmdline: image.boot?.cmdline ?? "", importedAt: new Date().toISOString() };
         await writeFile(join(work, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
@@ -227,7 +227,8 @@ export class ImageStore {
   }
 
   /** Copies or downloads `source` to `target`, hashing on the way; a different SHA-256 is an ImageImportError. */
-  private async fetchVerified(source: ImageSource, digest: string, target: string, what: string): Promise<void> {
+  /** `signal` aborts a download (the task was cancelled, the worker stops): an AbortError, not an ImageImportError. */
+  private async fetchVerified(source: ImageSource, digest: string, target: string, what: string, signal?: AbortSignal): Promise<void> {
     const hash = createHash("sha256");
     if (source.kind === "file") {
       if (!(await exists(source.path))) throw new ImageImportError("image_source_unavailable", `${what}: source file ${source.path} does not exist on this hypervisor`);
@@ -236,14 +237,15 @@ export class ImageStore {
     } else {
       let response: Response;
       try {
-        response = await this.fetchImpl(source.url, { redirect: "follow" });
+        response = await this.fetchImpl(source.url, { redirect: "follow", ...(signal ? { signal } : {}) });
       } catch (error) {
+        if (signal?.aborted) throw error;
         throw new ImageImportError("image_source_unavailable", `${what}: ${source.url}: ${error instanceof Error ? error.message : String(error)}`);
       }
       if (!response.ok || !response.body) throw new ImageImportError("image_source_unavailable", `${what}: ${source.url} answered HTTP ${response.status}`);
       const body = Readable.fromWeb(response.body as import("node:stream/web").ReadableStream<Uint8Array>);
       body.on("data", (chunk: Buffer) => hash.update(chunk));
-      await pipeline(body, createWriteStream(target));
+      await pipeline(body, createWriteStream(target), ...(signal ? [{ signal }] : []));
     }
     const actual = hash.digest("hex");
     if (actual !== digest) throw new ImageImportError("image_digest_mismatch", `${what}: SHA-256 is ${actual}, the image version says ${digest}`);

@@ -217,7 +217,7 @@ export function createHypervisorHandlers(machine: HypervisorMachine): Record<str
         let image: ImportedImage | null = null;
         let imported = false;
         if (payload.image) {
-          const done = await store.importImage(payload.image as ImageRef);
+          const done = await store.importImage(payload.image as ImageRef, { signal: context.signal });
           image = done.image;
           imported = done.imported;
         }

@@ -20,6 +20,11 @@ beforeAll(async () => {
   root = await mkdtemp("/tmp/dvq-store-");
   server = createServer((req, res) => {
     requests++;
+    if (req.url === "/stall") {
+      res.writeHead(200, { "content-type": "application/octet-stream" });
+      res.write(kernel.subarray(0, 100)); // and never ends
+      return;
+    }
     const body = req.url === "/kernel" ? kernel : req.url === "/initrd" ? initrd : null;
     if (!body) {
       res.writeHead(404).end("no");
@@ -32,6 +37,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  server?.closeAllConnections();
   await new Promise((resolve) => server?.close(resolve));
   if (root) await rm(root, { recursive: true, force: true });
 });
@@ -80,5 +86,14 @@ describe("ImageStore URL import", () => {
 
     expect((await readdir(join(root, "store", "images", "lab"))).sort()).toEqual(["1"]);
     expect(await store.imported("lab", "2")).toBeNull();
+  });
+
+  it("a download the task's signal aborts stops there: not an import error, nothing imported", async () => {
+    const store = new ImageStore({ root: join(root, "store") });
+    const stalled = { ...image("5"), boot: { ...image("5").boot, kernel: { source: { kind: "url" as const, url: `${base}/stall` }, digest: sha(kernel) } } };
+    const aborted = await store.importImage(stalled, { signal: AbortSignal.timeout(300) }).catch((e: unknown) => e);
+    expect(aborted).toBeInstanceOf(Error);
+    expect(aborted).not.toBeInstanceOf(ImageImportError);
+    expect((await readdir(join(root, "store", "images", "lab"))).sort()).toEqual(["1"]);
   });
 });
