@@ -9,9 +9,10 @@ import { tasksProjection } from "./sentral/tasks.ts";
 import { inventoryProjection } from "./sentral/inventory.ts";
 import { maskinHostsProjection } from "./maskin/hosts.ts";
 import { maskinVmsProjection } from "./maskin/vms.ts";
+import { maskinImagesProjection } from "./maskin/images.ts";
 
 /** Every projection the platform serves, in the order setup creates them. */
-export const allProjections: readonly AnyProjection[] = [tenancyProjection, grantsProjection, tasksProjection, inventoryProjection, maskinHostsProjection, maskinVmsProjection];
+export const allProjections: readonly AnyProjection[] = [tenancyProjection, grantsProjection, tasksProjection, inventoryProjection, maskinHostsProjection, maskinVmsProjection, maskinImagesProjection];
 
 export { tenancyProjection } from "./sentral/tenancy.ts";
 export { grantsProjection } from "./identitet/grants.ts";
@@ -19,6 +20,7 @@ export { tasksProjection } from "./sentral/tasks.ts";
 export { inventoryProjection } from "./sentral/inventory.ts";
 export { maskinHostsProjection } from "./maskin/hosts.ts";
 export { maskinVmsProjection } from "./maskin/vms.ts";
+export { maskinImagesProjection } from "./maskin/images.ts";
 export { ProjectionRunner, type ProjectionRunnerOptions, type ProjectionState, type ProjectionStatus } from "./runner.ts";
 export { rebuildProjection, type RebuildOptions, type RebuildProgress, type RebuildResult } from "./rebuild.ts";
 export { projectionChecksum, sameChecksum, type ProjectionChecksum, type TableChecksum } from "./checksum.ts";

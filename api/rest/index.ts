@@ -11,6 +11,10 @@ import { MaskinReadModel } from "../read/maskin.ts";
 import { hostActionRoutes } from "./hosts-actions.ts";
 import { inventoryRoutes, type InventoryRouteDeps } from "./inventory.ts";
 import { projectRoutes } from "./projects.ts";
+import { VmInfraReadModel } from "../read/vm-infra.ts";
+import { diskImageRoutes } from "./disk-images.ts";
+import { hypervisorRoutes } from "./hypervisors.ts";
+import { imageRoutes } from "./images.ts";
 import { quotaRoutes } from "./quotas.ts";
 import { taskRoutes, type TaskRouteDeps } from "./tasks.ts";
 import { tenantRoutes } from "./tenants.ts";
@@ -43,9 +47,13 @@ export async function restApi(app: FastifyInstance, options: RestOptions): Promi
   await app.register(tenantRoutes, deps);
   await app.register(projectRoutes, deps);
   await app.register(environmentRoutes, deps);
-  await app.register(quotaRoutes, deps);
+  const vmInfra = new VmInfraReadModel(options.pool);
+  await app.register(quotaRoutes, { ...deps, vmUsage: vmInfra });
   await app.register(taskRoutes, { store: options.store, metrics: options.metrics, ...options.tasks });
   await app.register(inventoryRoutes, { store: options.store, metrics: options.metrics, ...options.inventory });
   await app.register(hostActionRoutes, { store: options.store, metrics: options.metrics, tenancy: options.read, inventory: options.inventory.read, maskin: new MaskinReadModel(options.pool), ryw: options.tasks.ryw });
+  await app.register(hypervisorRoutes, { store: options.store, read: vmInfra, metrics: options.metrics });
+  await app.register(imageRoutes, { store: options.store, read: vmInfra, metrics: options.metrics });
+  await app.register(diskImageRoutes, { store: options.store, read: vmInfra, metrics: options.metrics });
   await app.register(dlqRoutes, { deadLetters: options.deadLetters ?? null });
 }

@@ -1,9 +1,11 @@
 import type { FastifyPluginAsyncZod } from "fastify-type-provider-zod";
+import { z } from "zod";
 import { QUOTA_RESOURCES, type QuotaLimitsPatch } from "../../domain/sentral/limits.ts";
 import { projectScope, tenantScope } from "../http/access.ts";
-import { sendIfNotModified } from "../http/etag.ts";
+import { etagFor, sendIfNotModified } from "../http/etag.ts";
 import { MinPositionQuerySchema } from "../http/read-your-writes.ts";
 import type { QuotaView } from "../read/tenancy.ts";
+import type { VmInfraReadModel } from "../read/vm-infra.ts";
 import { answerWrite, runCommand, type RestDeps } from "./command.ts";
 import { ifMatchHeader } from "./headers.ts";
 import { projectNotFound } from "./projects.ts";
@@ -11,6 +13,16 @@ import { AcceptedSchema, ProjectParams, PutQuotaBody, QuotaSchema, TenantParams,
 import { tenantNotFound } from "./tenants.ts";
 
 const TAGS = ["quotas"];
+
+export interface QuotaRouteDeps extends RestDeps {
+  /** Project usage: the project's VMs not deleted (maskin_vms read model). */
+  readonly vmUsage: Pick<VmInfraReadModel, "projectVmUsage">;
+}
+
+export const QuotaUsageSchema = z
+  .object({ vms: z.number().int(), vcpus: z.number().int(), memoryMiB: z.number().int() })
+  .describe("What the project's VMs that are not deleted take (from the VM read model, so shortly behind a create or delete)");
+const ProjectQuotaSchema = QuotaSchema.extend({ usage: QuotaUsageSchema });
 
 /**
  * Quotas of a tenant and of a project: GET and PUT. PUT replaces the whole
@@ -22,7 +34,8 @@ const TAGS = ["quotas"];
  * make it no cap); a project's quota is how a tenant-admin shares the
  * tenant's capacity, so canAdministerTenant.
  */
-export const quotaRoutes: FastifyPluginAsyncZod<RestDeps> = async (app, deps) => {
+export const quotaRoutes: FastifyPluginAsyncZod<QuotaRouteDeps> = async (app, deps) => {
+  const withUsage = async (quota: QuotaView) => ({ ...renderQuota(quota), usage: await deps.vmUsage.projectVmUsage(quota.tenantId, quota.projectId ?? "") });
   const withVersion = (quota: QuotaView | undefined) => (quota ? { ...quota, stream_version: quota.streamVersion } : undefined);
 
   app.get(
@@ -80,11 +93,12 @@ export const quotaRoutes: FastifyPluginAsyncZod<RestDeps> = async (app, deps) =>
     {
       schema: {
         operationId: "getProjectQuota",
-        summary: "Get a project's quota",
+        summary: "Get a project's quota with its usage (vms, vcpus, memoryMiB of its VMs not deleted)",
+        description: "The ETag is the limits' version (send it as If-Match on PUT); If-None-Match is not honoured here, as usage changes without it.",
         tags: TAGS,
         params: ProjectParams,
         querystring: MinPositionQuerySchema,
-        response: { 200: QuotaSchema },
+        response: { 200: ProjectQuotaSchema },
       },
       config: { access: { level: "read", scope: projectScope } },
     },
@@ -93,8 +107,9 @@ export const quotaRoutes: FastifyPluginAsyncZod<RestDeps> = async (app, deps) =>
       await deps.ryw.beforeRead(request.query.minPosition);
       const quota = await deps.read.getProjectQuota(tenantId, projectId);
       if (!quota) throw projectNotFound(tenantId, projectId);
-      if (sendIfNotModified(request, reply, quota.streamVersion)) return reply;
-      return renderQuota(quota);
+      // The ETag names the limits' version (for If-Match on PUT); no 304: usage moves without it.
+      reply.header("etag", etagFor(quota.streamVersion));
+      return withUsage(quota);
     },
   );
 
@@ -109,7 +124,7 @@ export const quotaRoutes: FastifyPluginAsyncZod<RestDeps> = async (app, deps) =>
         params: ProjectParams,
         headers: ifMatchHeader,
         body: PutQuotaBody,
-        response: { 200: QuotaSchema, 202: AcceptedSchema },
+        response: { 200: ProjectQuotaSchema, 202: AcceptedSchema },
       },
       config: { access: { level: "administer-tenant", scope: projectScope } },
     },
@@ -119,8 +134,11 @@ export const quotaRoutes: FastifyPluginAsyncZod<RestDeps> = async (app, deps) =>
       const written = await runCommand(deps, request, reply, { type: "SetProjectQuota", tenantId, projectId, limits }, { tenantId, projectId });
       return answerWrite(reply, written, {
         location: `/v1/tenants/${encodeURIComponent(tenantId)}/projects/${encodeURIComponent(projectId)}/quota`,
-        load: async () => withVersion(await deps.read.getProjectQuota(tenantId, projectId)),
-        render: renderQuota,
+        load: async () => {
+          const quota = withVersion(await deps.read.getProjectQuota(tenantId, projectId));
+          return quota ? { ...quota, usage: await deps.vmUsage.projectVmUsage(tenantId, projectId) } : undefined;
+        },
+        render: (quota) => ({ ...renderQuota(quota), usage: quota.usage }),
       });
     },
   );

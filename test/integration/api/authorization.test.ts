@@ -304,6 +304,42 @@ const ROWS: readonly Row[] = [
     expect: { anonymous: 401, other: 404, owner: 404, member: 404, auditor: 404, platform: 202 },
   },
 
+  // ---- hypervisors: the platform's (platform readers read, platform-admins act; a hypervisor is 404 to anyone else) ----
+  {
+    method: "GET",
+    route: "/v1/hypervisors",
+    request: at("/v1/hypervisors"),
+    expect: { anonymous: 401, other: 403, owner: 403, member: 403, auditor: 403, platform: 200 },
+  },
+  { method: "GET", route: "/v1/hypervisors/:hostId", request: at("/v1/hypervisors/missing"), expect: { ...all(404), anonymous: 401 } },
+  { method: "POST", route: "/v1/hypervisors/:hostId/cordon", request: at("/v1/hypervisors/missing/cordon", { reason: "matrix" }), expect: { ...all(404), anonymous: 401 } },
+  { method: "POST", route: "/v1/hypervisors/:hostId/uncordon", request: at("/v1/hypervisors/missing/uncordon", {}), expect: { ...all(404), anonymous: 401 } },
+  { method: "POST", route: "/v1/hypervisors/:hostId/drain", request: at("/v1/hypervisors/missing/drain", { reason: "matrix" }), expect: { ...all(404), anonymous: 401 } },
+
+  // ---- images: platform-admins register; every authenticated caller reads (sources only for platform readers) ----
+  {
+    method: "POST",
+    route: "/v1/images",
+    request: async () => ({
+      url: "/v1/images",
+      payload: { name: unique(), version: "1", digest: "a".repeat(64), format: "raw", source: { kind: "url", url: "http://images.example/matrix.raw" }, osFamily: "linux", guestInit: "none" },
+    }),
+    expect: { anonymous: 401, other: 403, owner: 403, member: 403, auditor: 403, platform: 201 },
+  },
+  { method: "GET", route: "/v1/images", request: at("/v1/images"), expect: { ...all(200), anonymous: 401 } },
+  { method: "GET", route: "/v1/images/:name", request: at("/v1/images/missing"), expect: { ...all(404), anonymous: 401 } },
+
+  // ---- disk images: platform readers see all, tenants those their projects' VMs reference; platform-admins delete ----
+  { method: "GET", route: "/v1/disk-images", request: at("/v1/disk-images"), expect: { ...all(200), anonymous: 401 } },
+  { method: "GET", route: "/v1/disk-images/:datacenter/:name", request: at("/v1/disk-images/osl1/missing"), expect: { ...all(404), anonymous: 401 } },
+  {
+    method: "GET",
+    route: "/v1/disk-images/:datacenter/:name/why-not-deleted",
+    request: at("/v1/disk-images/osl1/missing/why-not-deleted"),
+    expect: { ...all(404), anonymous: 401 },
+  },
+  { method: "DELETE", route: "/v1/disk-images/:datacenter/:name", request: at("/v1/disk-images/osl1/missing"), expect: { ...all(404), anonymous: 401 } },
+
   // ---- dead-letter queue: the platform's; platform-admins and platform auditors read, platform-admins replay ----
   {
     method: "GET",
@@ -451,7 +487,7 @@ describe("authorization matrix", () => {
     const missing = `missing-${uuidv7()}`;
     // Replace the id of the outermost thing the caller cannot see; the problem's code says which.
     const problem = JSON.parse(body) as { code: string };
-    const segment = { tenant_not_found: 3, project_not_found: 5, environment_not_found: 7, task_not_found: 3, datacenter_not_found: 3, host_not_found: 3, dead_letter_not_found: 3 }[problem.code];
+    const segment = { tenant_not_found: 3, project_not_found: 5, environment_not_found: 7, task_not_found: 3, datacenter_not_found: 3, host_not_found: 3, dead_letter_not_found: 3, hypervisor_not_found: 3, image_not_found: 3, disk_image_not_found: 4 }[problem.code];
     if (segment === undefined) throw new Error(`unexpected 404 code ${problem.code}`);
     const path = url.split("?")[0]!.split("/");
     const target = path[segment];

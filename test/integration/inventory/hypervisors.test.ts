@@ -46,7 +46,7 @@ const hostIdOf = (report: Awaited<ReturnType<typeof importInventory>>, name: str
 
 describe("hypervisors from the inventory import", () => {
   it("the JSON Schema requires capacity on a hypervisor and refuses it on other hosts", () => {
-    const noCapacity = structuredClone(doc()) as { datacenters: Array<{ racks: Array<{ hosts: Array<Record<string, unknown>> }> }> };
+    const noCapacity = structuredClone(doc()) as unknown as { datacenters: Array<{ racks: Array<{ hosts: Array<Record<string, unknown>> }> }> };
     delete noCapacity.datacenters[0]!.racks[0]!.hosts[1]!.capacity;
     noCapacity.datacenters[0]!.racks[0]!.hosts[0]!.capacity = { vcpus: 1, memoryMiB: 1, diskGiB: 1 };
     const result = validateInventoryDocument(noCapacity);
