@@ -125,11 +125,14 @@ export class VmObserver {
     const { hostId } = this.options;
     const context = () => ({ actor: { kind: "system" as const, id: `hypervisor-observer-${hostId}` }, correlationId: randomUUID() });
     const rows = await this.#db.selectFrom("vms").select(["vm_id", "lifecycle", "observed"]).where("host_id", "=", hostId).execute();
+    const processes = new Set((await this.options.runtime.list()).map((p) => p.vmId));
     const recorded: Array<{ vmId: string; observed: VmObservedState }> = [];
     for (const row of rows) {
       if (!OBSERVED_LIFECYCLES.includes(row.lifecycle)) continue;
       try {
-        const observed = observedOf((await this.options.runtime.status(row.vm_id)).state);
+        // Deleted VMs pile up: those with no process are absent without asking QMP.
+        const state = row.lifecycle === "deleted" && !processes.has(row.vm_id) ? "absent" : (await this.options.runtime.status(row.vm_id)).state;
+        const observed = observedOf(state);
         if (observed === null || observed === row.observed) continue;
         await executeVmCommand(this.options.store, { type: "RecordRuntimeObservation", vmId: row.vm_id, observed, at: this.#now().toISOString() }, context());
         recorded.push({ vmId: row.vm_id, observed });
@@ -139,7 +142,7 @@ export class VmObserver {
     }
 
     const known = new Map(rows.map((row) => [row.vm_id, row.lifecycle] as const));
-    const orphans = orphanProcesses((await this.options.runtime.list()).map((p) => p.vmId), known);
+    const orphans = orphanProcesses(processes, known);
     if (this.#orphans === null) {
       const hv = await this.#db.selectFrom("hypervisors").select(["orphans"]).where("host_id", "=", hostId).executeTakeFirst();
       this.#orphans = hv?.orphans ?? [];

@@ -333,6 +333,22 @@ describe("the VM runtime observer", () => {
     expect(output(await run("vm-status", { vmId }))).toMatchObject({ state: "absent" });
   }, 90_000);
 
+  it("a process left after the VM's deletion is drift process_after_delete until it is gone (then absent)", async () => {
+    const vmId = "vm-del";
+    output(await run("vm-start", tiny(vmId)));
+    await runningVmOnHost(vmId);
+    expect(await until(async () => (await vmRow(vmId))?.observed === "running", 20_000)).toBe(true);
+    const task = { taskId: `del-${vmId}` };
+    await executeVmCommand(h.store, { type: "DeleteVm", vmId, ...task, at: new Date().toISOString() }, context);
+    await executeVmCommand(h.store, { type: "CompleteVmDeletion", vmId, ...task, at: new Date().toISOString() }, context);
+    expect(await until(async () => (await vmRow(vmId))?.lifecycle === "deleted", 20_000)).toBe(true);
+    expect(await vmRow(vmId)).toMatchObject({ observed: "running", drift: "process_after_delete" });
+
+    expect(output(await run("vm-destroy", { vmId }))).toMatchObject({ wasRunning: true, removed: true });
+    expect(await until(async () => (await vmRow(vmId))?.observed === "absent", 20_000)).toBe(true);
+    expect(await vmRow(vmId)).toMatchObject({ lifecycle: "deleted", drift: null });
+  }, 90_000);
+
   it("records QEMU processes with no VM record as the hypervisor's orphans, and their going away", async () => {
     const vmId = "vm-orphan";
     output(await run("vm-start", tiny(vmId)));
