@@ -18,6 +18,8 @@ import { imageRoutes } from "./images.ts";
 import { quotaRoutes } from "./quotas.ts";
 import { taskRoutes, type TaskRouteDeps } from "./tasks.ts";
 import { tenantRoutes } from "./tenants.ts";
+import { VmReadModel } from "../read/vms.ts";
+import { vmRoutes, type VmConsoleReader } from "./vms.ts";
 
 export interface RestOptions extends RestDeps {
   readonly pool: pg.Pool;
@@ -28,6 +30,8 @@ export interface RestOptions extends RestDeps {
   readonly inventory: Pick<InventoryRouteDeps, "read" | "ryw" | "secrets">;
   /** DV_DLQ for operators (/v1/dlq); absent: those routes answer 503 dlq_unavailable. */
   readonly deadLetters?: DlqRouteDeps["deadLetters"];
+  /** VM serial console reads over NATS (requestVmConsole); absent: GET /v1/vms/{id}/console answers 503. */
+  readonly vmConsole?: VmConsoleReader | null;
 }
 
 /**
@@ -55,5 +59,6 @@ export async function restApi(app: FastifyInstance, options: RestOptions): Promi
   await app.register(hypervisorRoutes, { store: options.store, read: vmInfra, metrics: options.metrics });
   await app.register(imageRoutes, { store: options.store, read: vmInfra, metrics: options.metrics });
   await app.register(diskImageRoutes, { store: options.store, read: vmInfra, metrics: options.metrics });
+  await app.register(vmRoutes, { store: options.store, metrics: options.metrics, tenancy: options.read, vms: new VmReadModel(options.pool), ryw: options.tasks.ryw, console: options.vmConsole ?? null });
   await app.register(dlqRoutes, { deadLetters: options.deadLetters ?? null });
 }

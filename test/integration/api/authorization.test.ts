@@ -304,6 +304,54 @@ const ROWS: readonly Row[] = [
     expect: { anonymous: 401, other: 404, owner: 404, member: 404, auditor: 404, platform: 202 },
   },
 
+  // ---- VMs: a tenant's project's (readers of the project see them, writers act; others 404) ----
+  {
+    method: "POST",
+    route: "/v1/vms",
+    request: async (w) => ({ url: "/v1/vms", payload: matrixVmBody(w) }),
+    expect: { anonymous: 401, other: 404, owner: 202, member: 202, auditor: 403, platform: 202 },
+  },
+  {
+    method: "GET",
+    route: "/v1/vms",
+    request: at("/v1/vms"),
+    expect: { anonymous: 401, other: 200, owner: 200, member: 200, auditor: 200, platform: 200 },
+  },
+  {
+    method: "GET",
+    route: "/v1/vms/:vmId",
+    request: async (w, h) => ({ url: `/v1/vms/${await matrixVm(w, h)}` }),
+    expect: { anonymous: 401, other: 404, owner: 200, member: 200, auditor: 200, platform: 200 },
+  },
+  {
+    method: "GET",
+    route: "/v1/vms/:vmId/explain",
+    request: async (w, h) => ({ url: `/v1/vms/${await matrixVm(w, h)}/explain` }),
+    expect: { anonymous: 401, other: 404, owner: 200, member: 200, auditor: 200, platform: 200 },
+  },
+  {
+    method: "GET",
+    route: "/v1/vms/:vmId/console",
+    request: async (w, h) => ({ url: `/v1/vms/${await matrixVm(w, h)}/console` }),
+    // The matrix VM is never placed: readers learn that (409), nobody else that it exists.
+    expect: { anonymous: 401, other: 404, owner: 409, member: 409, auditor: 409, platform: 409 },
+  },
+  ...(["start", "stop", "reboot", "reconcile"] as const).map(
+    (operation): Row => ({
+      method: "POST",
+      route: `/v1/vms/:vmId/${operation}`,
+      request: async (w, h) => ({ url: `/v1/vms/${await matrixVm(w, h)}/${operation}`, payload: {} }),
+      // A VM still requested cannot be powered: writers get 409, the auditor 403.
+      expect: { anonymous: 401, other: 404, owner: 409, member: 409, auditor: 403, platform: 409 },
+    }),
+  ),
+  {
+    method: "DELETE",
+    route: "/v1/vms/:vmId",
+    request: async (w, h) => ({ url: `/v1/vms/${await matrixVm(w, h)}` }),
+    expect: { anonymous: 401, other: 404, owner: 202, member: 202, auditor: 403, platform: 202 },
+  },
+
   // ---- hypervisors: the platform's (platform readers read, platform-admins act; a hypervisor is 404 to anyone else) ----
   {
     method: "GET",
@@ -375,6 +423,31 @@ function matrixHost(h: ApiHarness): Promise<string> {
       return (JSON.parse(list.body).items as Array<{ id: string }>)[0]!.id;
     })();
     matrixHosts.set(h, id);
+  }
+  return id;
+}
+
+/** A VM in A/P1 (created once per harness, as platform-admin), readable once the maskin_vms read model has it. */
+function matrixVmBody(w: World) {
+  return { name: unique(), tenantId: w.a, projectId: w.p1, datacenter: "osl1", resources: { vcpus: 1, memoryMiB: 512, diskGiB: 1 }, disk: { name: "matrix-disk", mode: "FailIfNotExist" } };
+}
+const matrixVms = new WeakMap<object, Promise<string>>();
+function matrixVm(w: World, h: ApiHarness): Promise<string> {
+  let id = matrixVms.get(h);
+  if (!id) {
+    id = (async () => {
+      const platform = actors.platformAdmin();
+      const created = await h.call(platform, { method: "POST", url: "/v1/vms", payload: matrixVmBody(w) });
+      if (created.statusCode !== 202) throw new Error(`create VM: ${created.statusCode} ${created.body}`);
+      const vmId = JSON.parse(created.body).vmId as string;
+      const deadline = Date.now() + 20_000;
+      while ((await h.call(platform, { method: "GET", url: `/v1/vms/${vmId}` })).statusCode !== 200) {
+        if (Date.now() > deadline) throw new Error(`VM ${vmId} never reached the read model`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      return vmId;
+    })();
+    matrixVms.set(h, id);
   }
   return id;
 }
@@ -487,9 +560,18 @@ describe("authorization matrix", () => {
     const missing = `missing-${uuidv7()}`;
     // Replace the id of the outermost thing the caller cannot see; the problem's code says which.
     const problem = JSON.parse(body) as { code: string };
-    const segment = { tenant_not_found: 3, project_not_found: 5, environment_not_found: 7, task_not_found: 3, datacenter_not_found: 3, host_not_found: 3, dead_letter_not_found: 3, hypervisor_not_found: 3, image_not_found: 3, disk_image_not_found: 4 }[problem.code];
+    const segment = { tenant_not_found: 3, project_not_found: 5, environment_not_found: 7, task_not_found: 3, datacenter_not_found: 3, host_not_found: 3, dead_letter_not_found: 3, hypervisor_not_found: 3, image_not_found: 3, disk_image_not_found: 4, vm_not_found: 3 }[problem.code];
     if (segment === undefined) throw new Error(`unexpected 404 code ${problem.code}`);
     const path = url.split("?")[0]!.split("/");
+    const inBody = problem.code === "project_not_found" && !path[segment] && typeof payload?.projectId === "string";
+    if (inBody) {
+      // POST /v1/vms names its project in the body: a missing project there must answer the same.
+      const response = await h.call(callers[caller], { method: row.method as "GET", url, payload: { ...payload, projectId: missing } });
+      const normalize = (text: string, id: string) => JSON.stringify({ ...JSON.parse(text.replaceAll(id, "<id>")), correlationId: undefined });
+      expect(response.statusCode).toBe(404);
+      expect(normalize(response.body, missing), `${caller} ${row.method} ${url}`).toBe(normalize(body, payload.projectId as string));
+      return;
+    }
     const target = path[segment];
     if (!target) throw new Error(`no id at segment ${segment} of ${url}`);
     path[segment] = missing;

@@ -1,5 +1,5 @@
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from "fastify";
-import { inventoryProjection, ProjectionRunner, tasksProjection, tenancyProjection } from "../../../../projections/index.ts";
+import { inventoryProjection, maskinVmsProjection, ProjectionRunner, tasksProjection, tenancyProjection } from "../../../../projections/index.ts";
 import { buildServer, type ServerOptions } from "../../../../api/server.ts";
 import { createHarness, type ProjectionHarness } from "../../projections/support.ts";
 import { actorHeader, testAuth } from "./test-auth.ts";
@@ -24,7 +24,7 @@ export interface ApiHarness {
 /** A fresh database, a running tenancy runner and a server on it with the test-only auth. */
 export async function createApiHarness(overrides: Partial<ServerOptions> = {}): Promise<ApiHarness> {
   const db = await createHarness();
-  const runner = new ProjectionRunner({ pool: db.pool, store: db.store, projections: [tenancyProjection, tasksProjection, inventoryProjection], pollIntervalMs: 200 });
+  const runner = new ProjectionRunner({ pool: db.pool, store: db.store, projections: [tenancyProjection, tasksProjection, inventoryProjection, maskinVmsProjection], pollIntervalMs: 200 });
   await runner.start();
   const app = await buildServer({
     pool: db.pool,
