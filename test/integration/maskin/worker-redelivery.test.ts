@@ -136,7 +136,7 @@ describe("a redelivered release power-on (the wipe) converges on the host's wipe
     const start = Date.now();
     expect(await powerOn(hostId, releaseTask)).toMatchObject({ before: "off", action: "powerOn", changed: true, after: "on" });
     // The release's first power off delivered again while the wipe runs: nothing (it would cut the wipe short); another task's off would act.
-    const off = (await handlers.power({ ...request("power", { hostId, operation: "off" }), taskId: releaseTask, step: "power-off" }, redelivered())) as PowerTookEffectOutput;
+    const off = (await handlers.power({ ...request("power", { hostId, operation: "off" }), taskId: releaseTask, step: "power-off" }, redelivered())) as unknown as PowerTookEffectOutput;
     expect(off).toMatchObject({ action: "none", changed: false, exchanges: [] });
     expect(off.reason).toMatch(/^not now: this task's wipe has run since/);
     expect(await b.power()).toBe("on");
