@@ -9,7 +9,7 @@ import type { TaskVisibility } from "./tasks.ts";
  * The VM read model (schema `maskin_vms`) for the API and the VM sagas:
  * - get/list of VM rows, lists filtered by the caller's visibility in SQL
  *   (a VM always has a project: a project-limited caller sees those projects);
- * - `usageOf(projectId)`: the project's VMs not deleted (nor failed), for the
+ * - `usageOf(projectId)`: what the project's VMs not deleted take (the domain's quota usage), for the
  *   quota check on create;
  * - the VmDirectory the sagas need: the hypervisors of a datacenter and the
  *   VM whose placement has waited longest there.
@@ -73,10 +73,10 @@ export class VmReadModel implements VmDirectory {
     }
   }
 
-  /** What the project's VMs hold now (every VM not deleted nor failed). */
+  /** What the project's VMs hold now (every VM not deleted, as the domain's quota counts). */
   async usageOf(projectId: string): Promise<{ vms: number; vcpus: number; memoryMiB: number }> {
     try {
-      const rows = await this.db.selectFrom("vms").select(["resources"]).where("project_id", "=", projectId).where("lifecycle", "not in", ["deleted", "failed"]).execute();
+      const rows = await this.db.selectFrom("vms").select(["resources"]).where("project_id", "=", projectId).where("lifecycle", "!=", "deleted").execute();
       return rows.reduce((sum, row) => ({ vms: sum.vms + 1, vcpus: sum.vcpus + row.resources.vcpus, memoryMiB: sum.memoryMiB + row.resources.memoryMiB }), { vms: 0, vcpus: 0, memoryMiB: 0 });
     } catch (error) {
       if (missingTables(error)) return { vms: 0, vcpus: 0, memoryMiB: 0 };

@@ -31,7 +31,7 @@ import { TaskStartedSchema } from "./hosts-actions.ts";
  * vm_not_found (project_not_found on create), so other tenants learn nothing.
  *
  * Create checks the project's quota (limits of the project's quota on vms,
- * vcpus, memoryMiB against the usage of its VMs not deleted nor failed):
+ * vcpus, memoryMiB against the usage of its VMs not deleted):
  * 422 quota_exceeded naming the limit, nothing recorded. Then CreateVm and
  * the create task (the same id); 202 with X-Dv-Task and Location of the VM.
  * Start/stop/reboot/reconcile/delete answer 202 with their task.
