@@ -10,6 +10,9 @@ import { registerCompletionCommand } from "./commands/completion.ts";
 import { registerEventCommands } from "./commands/events.ts";
 import { registerInventoryCommands } from "./commands/inventory.ts";
 import { registerHostCommands } from "./commands/host.ts";
+import { registerDiskCommands } from "./commands/disk.ts";
+import { registerHypervisorCommands } from "./commands/hypervisor.ts";
+import { registerImageCommands } from "./commands/image.ts";
 import { registerQuotaCommands } from "./commands/quota.ts";
 import { registerTaskCommands } from "./commands/task.ts";
 import { registerTenancyCommands } from "./commands/tenancy.ts";
@@ -70,6 +73,9 @@ export function buildProgram(bin: Bin, runtime: Runtime): Command {
     case "dvce":
       registerInventoryCommands(program, runtime);
       registerHostCommands(program, runtime);
+      registerHypervisorCommands(program, runtime);
+      registerImageCommands(program, runtime);
+      registerDiskCommands(program, runtime);
       program.addHelpText("after", `\nStill to come:\n${PLANNED.dvce.areas.map(([area, what]) => `  ${area}  ${what}`).join("\n")}\n`);
       break;
     default:
