@@ -102,6 +102,15 @@ export const FailProvisioningSchema = z.strictObject({
 export const StartReleaseSchema = z.strictObject({ type: z.literal("StartRelease"), hostId: HostId, taskId: TaskId, at: At });
 export const CompleteReleaseSchema = z.strictObject({ type: z.literal("CompleteRelease"), hostId: HostId, taskId: TaskId, at: At });
 
+/** The release task failed or was cancelled (its saga's onFailed / compensation): the host is release_failed. */
+export const FailReleaseSchema = z.strictObject({
+  type: z.literal("FailRelease"),
+  hostId: HostId,
+  taskId: TaskId,
+  reason: z.string().min(1).max(2000),
+  at: At,
+});
+
 /** The release task asks for a wipe (after powering the host off, before netbooting it). */
 export const RequestWipeSchema = z.strictObject({ type: z.literal("RequestWipe"), hostId: HostId, datacenter: Datacenter, taskId: TaskId, at: At });
 
@@ -148,6 +157,7 @@ export const HostCommandSchema = z.discriminatedUnion("type", [
   FailProvisioningSchema,
   StartReleaseSchema,
   CompleteReleaseSchema,
+  FailReleaseSchema,
   RequestWipeSchema,
   RecordWipeNetbootFetchedSchema,
   RecordWipeReportedSchema,

@@ -21,7 +21,7 @@ export type ProvisioningStage = z.infer<typeof ProvisioningStageSchema>;
 export const WipeStageSchema = z.enum(["requested", "netboot-fetched", "wiped", "wipe-failed"]);
 export type WipeStage = z.infer<typeof WipeStageSchema>;
 
-export const HostLifecycleStateSchema = z.enum(["available", "provisioning", "ready", "provision_failed", "releasing"]);
+export const HostLifecycleStateSchema = z.enum(["available", "provisioning", "ready", "provision_failed", "releasing", "release_failed"]);
 export type HostLifecycleState = z.infer<typeof HostLifecycleStateSchema>;
 
 // ---- Pool ----
@@ -116,6 +116,21 @@ export const HostReleaseStartedSchema = z.object({
   at: At,
 });
 export const HostReleasedSchema = z.object({ hostId: HostId, datacenter: Datacenter, taskId: TaskId, at: At });
+/**
+ * The release task failed or was cancelled before the host was wiped and
+ * returned: the host is `release_failed` (an available host being wiped
+ * stays available) until another release task takes over.
+ */
+export const HostReleaseFailedSchema = z.object({
+  hostId: HostId,
+  datacenter: Datacenter,
+  /** The release task that failed. */
+  taskId: TaskId,
+  reason: z.string(),
+  /** How far this task's wipe had come (null: it never asked for one); a wipe still in progress ends here. */
+  wipeStage: WipeStageSchema.nullable(),
+  at: At,
+});
 /** The release task asks for the host's disks to be wiped: the boot service now serves the wipe image to this host. */
 export const HostWipeRequestedSchema = z.object({ hostId: HostId, datacenter: Datacenter, taskId: TaskId, at: At });
 export const HostWipeNetbootFetchedSchema = z.object({
@@ -150,6 +165,7 @@ export const hostEventSchemas = {
   HostProvisioningFailed: { schemaVersion: 1, schema: HostProvisioningFailedSchema },
   HostReleaseStarted: { schemaVersion: 1, schema: HostReleaseStartedSchema },
   HostReleased: { schemaVersion: 1, schema: HostReleasedSchema },
+  HostReleaseFailed: { schemaVersion: 1, schema: HostReleaseFailedSchema },
   HostWipeRequested: { schemaVersion: 1, schema: HostWipeRequestedSchema },
   HostWipeNetbootFetched: { schemaVersion: 1, schema: HostWipeNetbootFetchedSchema },
   HostWipeReported: { schemaVersion: 1, schema: HostWipeReportedSchema },

@@ -7,7 +7,10 @@ import { holderTaskId, initialHostState, wipeInProgress, type HostProvisioning, 
 /**
  * One host's lifecycle (stream `maskin-host-<hostId>`), see README:
  * `available` → `provisioning` → `ready` → `releasing` → `available`;
- * `provisioning` can end in `provision_failed` (then only release).
+ * `provisioning` can end in `provision_failed` (then only release);
+ * `releasing` can end in `release_failed` (FailRelease: the release task
+ * failed or was cancelled before the wipe and return), from which only a
+ * release by another task leads on (never provisioning, never the pool).
  *
  * Error codes: `host_not_available` (StartProvisioning of a host another task
  * holds, or that is releasing/failed), `host_task_mismatch` (a command naming
@@ -149,29 +152,31 @@ function decideFailProvisioning(command: HostCommandOf<"FailProvisioning">, stat
 }
 
 function decideStartRelease(command: HostCommandOf<"StartRelease">, state: HostState): Result {
+  const started = (p: HostProvisioning | null, provisionedByTaskId: string): Result => [
+    hostEvent("HostReleaseStarted", {
+      hostId: command.hostId,
+      datacenter: p?.datacenter ?? state.datacenter ?? "",
+      taskId: command.taskId,
+      provisionedByTaskId,
+      at: command.at,
+    }),
+  ];
   switch (state.state) {
     case "ready":
-    case "provision_failed": {
-      const p = state.provisioning!;
-      return [
-        hostEvent("HostReleaseStarted", {
-          hostId: command.hostId,
-          datacenter: p.datacenter,
-          taskId: command.taskId,
-          provisionedByTaskId: p.taskId,
-          at: command.at,
-        }),
-      ];
-    }
+    case "provision_failed":
+      return started(state.provisioning, state.provisioning!.taskId);
     case "releasing": {
       if (state.releaseTaskId === command.taskId) return [];
       // The running release's wipe failed (its task failed with the wiper's words): another release may take over.
       const p = state.provisioning;
-      if (p && state.wipe?.taskId === state.releaseTaskId && state.wipe.stage === "wipe-failed") {
-        return [hostEvent("HostReleaseStarted", { hostId: command.hostId, datacenter: p.datacenter, taskId: command.taskId, provisionedByTaskId: p.taskId, at: command.at })];
-      }
+      if (p && state.wipe?.taskId === state.releaseTaskId && state.wipe.stage === "wipe-failed") return started(p, p.taskId);
       break;
     }
+    case "release_failed":
+      // Another task takes over the failed release (and wipes the host all over again). The failed task itself
+      // runs no more steps: its StartRelease is refused so nothing mistakes the old task for a running release.
+      if (state.releaseTaskId !== command.taskId) return started(state.provisioning, state.provisioning?.taskId ?? state.releaseTaskId ?? command.taskId);
+      break;
     case "available":
       // Nothing to release on the host (never provisioned, or released already):
       // the release task still powers off, wipes and returns the host to the pool.
@@ -182,7 +187,7 @@ function decideStartRelease(command: HostCommandOf<"StartRelease">, state: HostS
   return new DomainError("host_not_releasable", `host ${command.hostId} is ${state.state}`, {
     hostId: command.hostId,
     state: state.state,
-    holderTaskId: state.state === "releasing" ? state.releaseTaskId : holderTaskId(state),
+    holderTaskId: state.state === "releasing" || state.state === "release_failed" ? state.releaseTaskId : holderTaskId(state),
   });
 }
 
@@ -202,6 +207,31 @@ function decideCompleteRelease(command: HostCommandOf<"CompleteRelease">, state:
     });
   }
   return [hostEvent("HostReleased", { hostId: command.hostId, datacenter: state.datacenter ?? state.provisioning?.datacenter ?? "", taskId: command.taskId, at: command.at })];
+}
+
+function decideFailRelease(command: HostCommandOf<"FailRelease">, state: HostState): Result {
+  const failed = (): Result => [
+    hostEvent("HostReleaseFailed", {
+      hostId: command.hostId,
+      datacenter: state.datacenter ?? state.provisioning?.datacenter ?? "",
+      taskId: command.taskId,
+      reason: command.reason,
+      wipeStage: state.wipe?.taskId === command.taskId ? state.wipe.stage : null,
+      at: command.at,
+    }),
+  ];
+  switch (state.state) {
+    case "releasing":
+      return state.releaseTaskId === command.taskId ? failed() : taskMismatch(command, state.releaseTaskId ?? "");
+    case "release_failed":
+      return state.releaseTaskId === command.taskId ? [] : taskMismatch(command, state.releaseTaskId ?? "");
+    case "available":
+      // A release of an available host (it held no tenant's data since its last release): only its unfinished
+      // wipe ends, so that the host is not kept from provisioning by a wipe nobody waits for any more.
+      return wipeInProgress(state)?.taskId === command.taskId ? failed() : [];
+    default:
+      return new DomainError("host_not_releasing", `host ${command.hostId} is ${state.state}, not releasing`, { hostId: command.hostId, state: state.state });
+  }
 }
 
 function decideRequestWipe(command: HostCommandOf<"RequestWipe">, state: HostState): Result {
@@ -302,6 +332,8 @@ function decide(command: HostCommand, state: HostState): Result {
       return decideStartRelease(command, state);
     case "CompleteRelease":
       return decideCompleteRelease(command, state);
+    case "FailRelease":
+      return decideFailRelease(command, state);
     case "RequestWipe":
       return decideRequestWipe(command, state);
     case "RecordWipeNetbootFetched":
@@ -365,9 +397,20 @@ function evolve(state: HostState, event: HostEvent): HostState {
     case "HostProvisioningFailed":
       return { ...withProvisioning(base, { failureReason: event.data.reason }), state: "provision_failed" };
     case "HostReleaseStarted":
-      return { ...base, datacenter: event.data.datacenter, state: "releasing", releaseTaskId: event.data.taskId };
+      return { ...base, datacenter: event.data.datacenter, state: "releasing", releaseTaskId: event.data.taskId, releaseFailure: null };
     case "HostReleased":
-      return { ...base, state: "available", provisioning: null, releaseTaskId: event.data.taskId };
+      return { ...base, state: "available", provisioning: null, releaseTaskId: event.data.taskId, releaseFailure: null };
+    case "HostReleaseFailed": {
+      const d = event.data;
+      const failure = { taskId: d.taskId, reason: d.reason, at: d.at };
+      // This task's wipe, if still running, ends with the task: its token stops working and the boot service stops serving the wipe image.
+      const running = wipeInProgress(base);
+      const ended =
+        running && running.taskId === d.taskId
+          ? withWipe(base, { stage: "wipe-failed", token: running.token ? { ...running.token, consumed: true } : null, message: `release task failed: ${d.reason}` })
+          : base;
+      return { ...ended, state: base.state === "releasing" ? "release_failed" : base.state, releaseFailure: failure };
+    }
     case "HostWipeRequested":
       return {
         ...base,

@@ -50,6 +50,13 @@ export interface HostWipe {
   readonly bytesWiped: number | null;
 }
 
+/** A release task that failed before the host was wiped and returned. */
+export interface HostReleaseFailure {
+  readonly taskId: string;
+  readonly reason: string;
+  readonly at: string;
+}
+
 export interface HostState {
   /** Null until the host's first event. */
   readonly hostId: string | null;
@@ -57,8 +64,10 @@ export interface HostState {
   /** An empty stream is an available host. */
   readonly state: HostLifecycleState;
   readonly provisioning: HostProvisioning | null;
-  /** The running release task, or the last one that completed (so CompleteRelease again is a no-op). */
+  /** The running release task, the last one that completed (so CompleteRelease again is a no-op), or the one that failed. */
   readonly releaseTaskId: string | null;
+  /** Why the last release failed (state `release_failed`, or an available host whose wipe was abandoned); null once another release starts. */
+  readonly releaseFailure?: HostReleaseFailure | null;
   /** The current or last wipe; a wipe is in progress while its stage is `requested` or `netboot-fetched` (see wipeInProgress). */
   readonly wipe: HostWipe | null;
   /** What the host boots from next, as far as the platform told its BMC. */
@@ -73,13 +82,14 @@ export const initialHostState: HostState = {
   state: "available",
   provisioning: null,
   releaseTaskId: null,
+  releaseFailure: null,
   wipe: null,
   nextBoot: null,
   desiredPower: null,
   observedPower: null,
 };
 
-/** The task currently holding the host (provisioning it, or owning it once ready/failed); null when available or releasing. */
+/** The task currently holding the host (provisioning it, or owning it once ready/failed); null when available, releasing or release_failed. */
 export function holderTaskId(state: HostState): string | null {
   return state.state === "provisioning" || state.state === "ready" || state.state === "provision_failed" ? (state.provisioning?.taskId ?? null) : null;
 }

@@ -208,6 +208,80 @@ describe("Host decider: release", () => {
   });
 });
 
+describe("Host decider: a failed release", () => {
+  const ready = [started, requested, fetched(), reported(), provisioned];
+  const startRelease = (taskId = R) => cmd({ type: "StartRelease", hostId: H, taskId, at });
+  const completeRelease = (taskId = R) => cmd({ type: "CompleteRelease", hostId: H, taskId, at });
+  const failRelease = (taskId = R, reason = "deadline passed while waiting for the wipe to report") => cmd({ type: "FailRelease", hostId: H, taskId, reason, at });
+  const releaseFailed = (wipeStage: "requested" | "netboot-fetched" | "wiped" | "wipe-failed" | null, taskId = R, reason = "deadline passed while waiting for the wipe to report") =>
+    hostEvent("HostReleaseFailed", { hostId: H, datacenter: DC, taskId, reason, wipeStage, at });
+  const r2Started = hostEvent("HostReleaseStarted", { hostId: H, datacenter: DC, taskId: "r2", provisionedByTaskId: T, at });
+  const waitingForWipe = [...ready, releaseStarted, wipeRequested(), wipeFetched()];
+
+  it("given a release waiting for its wipe, when its task fails, then the host is release_failed and the wipe ends with it", () => {
+    const { state } = spec.given(waitingForWipe).when(failRelease()).then([releaseFailed("netboot-fetched")]);
+    expect(state.state).toBe("release_failed");
+    expect(state.releaseTaskId).toBe(R);
+    expect(state.releaseFailure).toEqual({ taskId: R, reason: "deadline passed while waiting for the wipe to report", at });
+    expect(state.wipe).toMatchObject({ taskId: R, stage: "wipe-failed", token: { digest, consumed: true }, message: "release task failed: deadline passed while waiting for the wipe to report" });
+    // the tenant's provisioning is kept: its admins may release the host again
+    expect(state.provisioning).toMatchObject({ taskId: T, tenantId: "a", projectId: "p" });
+  });
+
+  it("given a release that never asked for a wipe, when its task is cancelled, then the host is release_failed with no wipe stage", () => {
+    const { state } = spec.given([...ready, releaseStarted]).when(failRelease(R, "task cancelled: operator")).then([releaseFailed(null, R, "task cancelled: operator")]);
+    expect(state.state).toBe("release_failed");
+    expect(state.wipe).toBeNull();
+  });
+
+  it("given a failed release, the same FailRelease again is a no-op; another task's FailRelease is refused", () => {
+    spec.given([...waitingForWipe, releaseFailed("netboot-fetched")]).when(failRelease()).thenNothing();
+    spec.given([...waitingForWipe, releaseFailed("netboot-fetched")]).when(failRelease("r2")).thenFails("host_task_mismatch", { holderTaskId: R });
+    spec.given(waitingForWipe).when(failRelease("r2")).thenFails("host_task_mismatch", { holderTaskId: R });
+    spec.given(ready).when(failRelease()).thenFails("host_not_releasing", { state: "ready" });
+    spec.given([started]).when(failRelease()).thenFails("host_not_releasing", { state: "provisioning" });
+  });
+
+  it("given a release_failed host, when another task starts a release, then it is accepted, wipes again and completes", () => {
+    const failed = [...waitingForWipe, releaseFailed("netboot-fetched")];
+    const { state } = spec.given(failed).when(startRelease("r2")).then([r2Started]);
+    expect(state.state).toBe("releasing");
+    expect(state.releaseFailure).toBeNull();
+    // the failed task itself starts nothing again
+    spec.given(failed).when(startRelease()).thenFails("host_not_releasable", { state: "release_failed", holderTaskId: R });
+    // r2's wipe is a new one; the failed task's old token no longer works
+    spec.given([...failed, r2Started]).when(requestWipe("r2")).then([wipeRequested("r2")]);
+    spec.given([...failed, r2Started, wipeRequested("r2")]).when(reportWipe()).thenFails("wipe_token_invalid");
+    const done = [...failed, r2Started, wipeRequested("r2"), wipeFetched(other, "r2"), wipeReported("succeeded", "r2")];
+    const { state: released } = spec.given(done).when(completeRelease("r2")).then([hostEvent("HostReleased", { hostId: H, datacenter: DC, taskId: "r2", at })]);
+    expect(released.state).toBe("available");
+  });
+
+  it("given a release_failed host, it is never provisioned, wiped, or returned without a new release", () => {
+    const failed = [...waitingForWipe, releaseFailed("netboot-fetched")];
+    spec.given(failed).when(start).thenFails("host_not_available", { state: "release_failed" });
+    spec.given(failed).when({ ...start, taskId: "t2" }).thenFails("host_not_available", { state: "release_failed" });
+    spec.given(failed).when(completeRelease()).thenFails("host_not_releasing", { state: "release_failed" });
+    spec.given(failed).when(requestWipe()).thenFails("host_not_releasing", { state: "release_failed" });
+    spec.given(failed).when(fetchWipe(other)).thenFails("netboot_not_expected");
+    spec.given(failed).when(reportWipe()).thenFails("wipe_token_invalid");
+    // even a release whose wipe had succeeded, failing before its return, must be released again (and wiped again)
+    const wipedThenFailed = [...ready, releaseStarted, wipeRequested(), wipeFetched(), wipeReported(), releaseFailed("wiped")];
+    spec.given(wipedThenFailed).when(completeRelease()).thenFails("host_not_releasing");
+    spec.given([...wipedThenFailed, r2Started]).when(completeRelease("r2")).thenFails("wipe_not_done", { wipeStage: null });
+  });
+
+  it("given an available host being wiped, when its release task fails, then the host stays available and may be provisioned", () => {
+    const { state } = spec.given([wipeRequested(), wipeFetched()]).when(failRelease()).then([releaseFailed("netboot-fetched")]);
+    expect(state.state).toBe("available");
+    expect(state.wipe?.stage).toBe("wipe-failed");
+    spec.given([wipeRequested(), wipeFetched(), releaseFailed("netboot-fetched")]).when(start).then([started]);
+    // a task whose wipe was taken over, or that has none, records nothing
+    spec.given([wipeRequested(), wipeRequested("r2")]).when(failRelease()).thenNothing();
+    spec.given([]).when(failRelease()).thenNothing();
+  });
+});
+
 describe("Host decider: power", () => {
   const observe = (state: "on" | "off", second: number, previousState: "on" | "off" | null = null) =>
     cmd({
@@ -252,6 +326,7 @@ describe("Host decider: properties", () => {
     fc.constantFrom(...tasks, "r1", "r2").map((taskId) => cmd({ type: "StartRelease", hostId: H, taskId, at })),
     fc.constantFrom(...tasks, "r1", "r2").map((taskId) => cmd({ type: "CompleteRelease", hostId: H, taskId, at })),
     fc.constantFrom(...tasks, "r1", "r2").map((taskId) => requestWipe(taskId)),
+    fc.constantFrom(...tasks, "r1", "r2").map((taskId) => cmd({ type: "FailRelease", hostId: H, taskId, reason: "r", at })),
     fc.constantFrom(...digests).map((d) => fetchWipe(d)),
     fc.tuple(fc.constantFrom(...digests), fc.constantFrom("succeeded" as const, "failed" as const)).map(([d, o]) => reportWipe(d, o)),
   );
@@ -279,6 +354,13 @@ describe("Host decider: properties", () => {
           if (outcome.some((e) => e.type === "HostReleased")) expect(before.wipe).toMatchObject({ taskId: before.releaseTaskId, stage: "wiped" });
           // an available host with a wipe in progress is never handed to a provisioning
           if (outcome.some((e) => e.type === "HostProvisioningStarted")) expect(["requested", "netboot-fetched"]).not.toContain(before.wipe?.stage);
+          // provisioning starts only on an available host (never releasing or release_failed)
+          if (outcome.some((e) => e.type === "HostProvisioningStarted")) expect(before.state).toBe("available");
+          // a release_failed host leaves that state only by another task's release
+          if (before.state === "release_failed" && after.state !== "release_failed") {
+            expect(after.state).toBe("releasing");
+            expect(after.releaseTaskId).not.toBe(before.releaseTaskId);
+          }
           // ready only from installed
           if (after.state === "ready" && before.state !== "ready") expect(before.provisioning?.stage).toBe("installed");
           // deciding again on the new state is idempotent for the same command
