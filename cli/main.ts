@@ -10,6 +10,7 @@ import { registerCompletionCommand } from "./commands/completion.ts";
 import { registerEventCommands } from "./commands/events.ts";
 import { registerInventoryCommands } from "./commands/inventory.ts";
 import { registerHostCommands } from "./commands/host.ts";
+import { registerVmCommands } from "./commands/vm.ts";
 import { registerDiskCommands } from "./commands/disk.ts";
 import { registerHypervisorCommands } from "./commands/hypervisor.ts";
 import { registerImageCommands } from "./commands/image.ts";
@@ -73,6 +74,7 @@ export function buildProgram(bin: Bin, runtime: Runtime): Command {
     case "dvce":
       registerInventoryCommands(program, runtime);
       registerHostCommands(program, runtime);
+      registerVmCommands(program, runtime);
       registerHypervisorCommands(program, runtime);
       registerImageCommands(program, runtime);
       registerDiskCommands(program, runtime);

@@ -266,10 +266,10 @@ export const vmRoutes: FastifyPluginAsyncZod<VmRouteDeps> = async (app, deps) =>
       schema: {
         operationId: "listVms",
         summary: "List the VMs the caller can see (deleted ones left out)",
-        description: "Ordered by id; ?tenantId=, ?projectId=, ?environmentId= filter; ?after= is the last id of the previous page.",
+        description: "Ordered by id; ?tenantId=, ?projectId=, ?environmentId= filter; ?cursor= is the previous page's nextCursor (the last VM id on it).",
         tags: TAGS,
-        querystring: z.object({ tenantId: Id.optional(), projectId: Id.optional(), environmentId: Id.optional(), after: Id.optional(), limit: z.coerce.number().int().min(1).max(500).default(100) }),
-        response: { 200: z.object({ items: z.array(VmSchema), next: z.string().nullable() }) },
+        querystring: z.object({ tenantId: Id.optional(), projectId: Id.optional(), environmentId: Id.optional(), cursor: Id.optional(), limit: z.coerce.number().int().min(1).max(500).default(100) }),
+        response: { 200: z.object({ items: z.array(VmSchema), nextCursor: z.string().nullable() }) },
       },
       config: { access: { level: "authenticated" } },
     },
@@ -279,11 +279,11 @@ export const vmRoutes: FastifyPluginAsyncZod<VmRouteDeps> = async (app, deps) =>
         ...(q.tenantId !== undefined ? { tenantId: q.tenantId } : {}),
         ...(q.projectId !== undefined ? { projectId: q.projectId } : {}),
         ...(q.environmentId !== undefined ? { environmentId: q.environmentId } : {}),
-        ...(q.after !== undefined ? { after: q.after } : {}),
+        ...(q.cursor !== undefined ? { after: q.cursor } : {}),
         limit: q.limit,
       });
       const items = await Promise.all(rows.map(async (row) => view(row, await sshPortsOf(row))));
-      return { items, next: rows.length === q.limit ? rows[rows.length - 1]!.vm_id : null };
+      return { items, nextCursor: rows.length === q.limit ? rows[rows.length - 1]!.vm_id : null };
     },
   );
 
