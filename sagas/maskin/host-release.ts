@@ -1,9 +1,12 @@
-import type { CommandStore } from "../../commands/pipeline.ts";
+import { loadHeld, type CommandStore } from "../../commands/pipeline.ts";
 import { executeHostCommand } from "../../commands/maskin/index.ts";
-import { DomainError } from "../../domain/shared/errors.ts";
+import { taskHandler } from "../../commands/task/index.ts";
+import { wipeInProgress, type HostState } from "../../domain/maskin/index.ts";
+import { DomainError, isDomainError } from "../../domain/shared/errors.ts";
 import { PLATFORM_TENANT, type Actor } from "../../domain/shared/envelope.ts";
 import type { TaskCommandInput, TaskScope } from "../../domain/task/commands.ts";
-import type { ExistingTask } from "../../domain/task/state.ts";
+import { isTerminal, type ExistingTask } from "../../domain/task/state.ts";
+import { taskStreamId } from "../../domain/task/stream.ts";
 import { defineSaga, sagaPlan, type InlineStep, type WaitStep } from "../runtime/types.ts";
 import { hostCommand, hostFact, hostInputOf, loadHost, loadHostWithEvents, maskinWork, poolCommand, type MaskinSagaDeps } from "./common.ts";
 
@@ -27,8 +30,14 @@ import { hostCommand, hostFact, hostInputOf, loadHost, loadHostWithEvents, maski
  *
  * - An unreachable BMC blocks the task (`bmc <hostId>`, hard) while the step
  *   retries, as in provisioning.
- * - The wiper reporting failure fails the task with its words; the host stays
- *   `releasing` and a new release (another task) may take over.
+ * - The wiper reporting failure fails the task with its words. A task that
+ *   fails for any reason (the wiper, its deadline, a BMC that never answers)
+ *   or is cancelled records FailRelease (onFailed; the compensation of its
+ *   first step on cancellation): the host is `release_failed`, its unfinished
+ *   wipe ends, and a new release (another task) may take over. It is never
+ *   provisioned nor returned to the pool from there. `beginHostRelease` also
+ *   records it for a release task that ended without doing so (cancelled
+ *   before its first step completed, or stopped before onFailed ran).
  * - Every step may run again (restart, redelivery): RequestWipe of the same
  *   task is a no-op, the worker's power-on reads the host's wipe facts first
  *   (a wipe that netbooted or reported means the power-on took effect), the
@@ -88,10 +97,30 @@ const giveBack: InlineStep<MaskinSagaDeps> = {
   },
 };
 
+/** Whether `taskId`'s release of this host is unfinished (a releasing host, or an available one whose wipe it runs). */
+function releaseUnfinished(host: HostState, taskId: string): boolean {
+  return (host.state === "releasing" && host.releaseTaskId === taskId) || (host.state === "available" && wipeInProgress(host)?.taskId === taskId);
+}
+
+/** The task failed or was cancelled: the host is marked release_failed (then another release may take over). */
+async function markReleaseFailed(task: ExistingTask, deps: MaskinSagaDeps, reason: string): Promise<void> {
+  const { hostId } = hostInputOf(task);
+  if (!releaseUnfinished(await loadHost(deps.store, hostId), task.taskId)) return;
+  try {
+    await hostCommand(deps, task, { type: "FailRelease", hostId, taskId: task.taskId, reason: reason.slice(0, 2000) || "release failed", at: at() });
+  } catch (error) {
+    if (!isDomainError(error)) throw error; // another release took over meanwhile: nothing to mark
+  }
+}
+
+const powerOff = maskinWork("Power the host off", "power", () => ({ operation: "off" }));
+
 export const hostReleaseSaga = defineSaga<MaskinSagaDeps>({
   kind: HOST_RELEASE_KIND,
+  onFailed: (task, deps) => markReleaseFailed(task, deps, task.failure?.reason ?? "release failed"),
   steps: {
-    "power-off": maskinWork("Power the host off", "power", () => ({ operation: "off" })),
+    // Every later step comes after this one: its compensation covers a cancellation at any later point.
+    "power-off": { ...powerOff, compensate: (task, deps) => markReleaseFailed(task, deps, `task cancelled: ${task.cancellation?.reason ?? "cancelled"}`) },
     "request-wipe": requestWipe,
     "boot-pxe": maskinWork("Set the one-time boot device to PXE (the wipe image)", "bootdev", () => ({ device: "pxe" })),
     "power-on": maskinWork("Power the host on to netboot the wiper", "power", () => ({ operation: "on" })),
@@ -105,13 +134,32 @@ export const hostReleaseSaga = defineSaga<MaskinSagaDeps>({
  * Puts the host into `releasing` for `taskId` and returns the scope its
  * release task belongs to (the project that held it; the platform's for a
  * host nobody holds). Throws the host's DomainError (`host_not_releasable`)
- * when it is being provisioned or released by another task.
+ * when it is being provisioned or released by another task that still runs.
+ * A release whose task has ended (failed or cancelled) without recording it
+ * is marked release_failed first, so a host is never stuck `releasing`.
  */
 export async function beginHostRelease(
   store: CommandStore,
   options: { readonly hostId: string; readonly taskId: string; readonly actor: Actor; readonly correlationId: string; readonly now: Date },
 ): Promise<TaskScope> {
-  const before = await loadHost(store, options.hostId);
+  let before = await loadHost(store, options.hostId);
+  const running = before.state === "releasing" ? before.releaseTaskId : null;
+  if (running && running !== options.taskId) {
+    const task = (await loadHeld(store, taskHandler, taskStreamId(running))).state;
+    if (task.exists && isTerminal(task) && task.status !== "succeeded") {
+      const reason = task.failure?.reason ?? (task.cancellation ? `task cancelled: ${task.cancellation.reason}` : `task ${task.status}`);
+      try {
+        await executeHostCommand(
+          store,
+          { type: "FailRelease", hostId: options.hostId, taskId: running, reason: reason.slice(0, 2000) || `task ${task.status}`, at: options.now.toISOString() },
+          { actor: options.actor, correlationId: options.correlationId, scope: { tenantId: PLATFORM_TENANT } },
+        );
+      } catch (error) {
+        if (!isDomainError(error)) throw error; // recorded meanwhile (its onFailed): StartRelease decides on what is there
+      }
+      before = await loadHost(store, options.hostId);
+    }
+  }
   const p = before.provisioning;
   const scope: TaskScope =
     p && before.state !== "available" ? { tenantId: p.tenantId, projectId: p.projectId, environmentId: p.environmentId } : { tenantId: PLATFORM_TENANT, projectId: null, environmentId: null };

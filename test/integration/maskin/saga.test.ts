@@ -283,7 +283,9 @@ describe("maskin host sagas (real NATS + Postgres, fake maskin worker)", () => {
     const [failed] = await h.waitFor([first], (t) => t.status === "failed" || t.status === "succeeded", 20_000, "wipe failed");
     expect(failed!.failure).toMatchObject({ step: "wait-wipe", code: "wipe_failed" });
     expect(failed!.failure!.reason).toContain("the wiper reported failure: dd: /dev/sda: I/O error");
-    expect((await loadHost(h.store, "h3")).state).toBe("releasing");
+    // onFailed marks the host release_failed: out of the pool, not provisionable, releasable by another task.
+    await expect.poll(async () => (await loadHost(h.store, "h3")).state, { timeout: 10_000 }).toBe("release_failed");
+    expect((await loadHost(h.store, "h3")).releaseFailure).toMatchObject({ taskId: first });
     expect((await loadPool(h.store, DC)).allocations.has("h3")).toBe(true);
     // The old wipe token is spent; a new release takes over and wipes it (facts that come before the wait count).
     const { taskId: second } = await release("h3");
@@ -294,5 +296,83 @@ describe("maskin host sagas (real NATS + Postgres, fake maskin worker)", () => {
     expect(ok!.status, JSON.stringify(ok!.failure)).toBe("succeeded");
     expect((await loadHost(h.store, "h3")).state).toBe("available");
     expect((await loadPool(h.store, DC)).allocations.has("h3")).toBe(false);
+  });
+
+  it("a release whose deadline passes while waiting for the wipe leaves the host release_failed; a second release task is accepted and completes when the wipe reports", async () => {
+    // h5's provisioning hit its deadline (earlier test): provision_failed, held by its task.
+    const first = uuidv7();
+    const scope = await beginHostRelease(h.store, { hostId: "h5", taskId: first, actor: USER, correlationId: "release-h5", now: new Date() });
+    await create(hostReleaseTask({ taskId: first, hostId: "h5", datacenter: DC, scope, correlationId: "release-h5", now: new Date(), deadlineMs: 4_000 }));
+    await h.waitFor([first], inStep("wait-wipe", WAITING_FOR_WIPE), 20_000, "waiting for the wipe");
+    await wipeNetbootFetched("h5", "wipe-slow"); // the wiper started, and never reports in time
+    const [failed] = await h.waitFor([first], (t) => t.status === "failed" || t.status === "succeeded", 20_000, "deadline");
+    expect(failed!.failure).toMatchObject({ step: "wait-wipe", code: "deadline_exceeded" });
+    await expect.poll(async () => (await loadHost(h.store, "h5")).state, { timeout: 10_000 }).toBe("release_failed");
+    const stuck = await loadHost(h.store, "h5");
+    expect(stuck.releaseFailure).toMatchObject({ taskId: first });
+    expect(stuck.releaseFailure!.reason).toContain(WAITING_FOR_WIPE);
+    // its wipe ended with the task: the late report is refused, nothing goes back to the pool
+    expect(stuck.wipe).toMatchObject({ taskId: first, stage: "wipe-failed" });
+    await expect(wipeReported("h5", "wipe-slow", "succeeded")).rejects.toMatchObject({ code: "wipe_token_invalid" });
+    expect((await loadPool(h.store, DC)).allocations.has("h5")).toBe(true);
+    // not provisionable from release_failed
+    const refusedProvision = await provision("h5");
+    const [refused] = await h.waitFor([refusedProvision], (t) => t.status === "failed" || t.status === "succeeded", 20_000, "refused");
+    expect(refused!.failure?.code).toMatch(/host_not_free|host_not_available/);
+    expect((await loadHost(h.store, "h5")).state).toBe("release_failed");
+
+    // A second release task is accepted, wipes the host again and returns it.
+    const { taskId: second, scope: secondScope } = await release("h5");
+    expect(secondScope).toEqual({ tenantId: "acme", projectId: "web", environmentId: "prod" });
+    expect(await loadHost(h.store, "h5")).toMatchObject({ state: "releasing", releaseTaskId: second });
+    await h.waitFor([second], inStep("wait-wipe", WAITING_FOR_WIPE), 20_000, "second release waiting for the wipe");
+    expect((await loadHost(h.store, "h5")).wipe).toMatchObject({ taskId: second, stage: "requested" });
+    await wipeNetbootFetched("h5", "wipe-again");
+    await wipeReported("h5", "wipe-again", "succeeded");
+    const [ok] = await h.waitFor([second], (t) => t.status === "succeeded" || t.status === "failed", 20_000, "released");
+    expect(ok!.status, JSON.stringify(ok!.failure)).toBe("succeeded");
+    expect((await loadHost(h.store, "h5")).state).toBe("available");
+    expect((await loadPool(h.store, DC)).allocations.has("h5")).toBe(false);
+  });
+
+  it("a release cancelled while its BMC never answers (before any step completed) does not keep the host: the next release takes over", async () => {
+    // h2 is ready (second test). Its BMC is gone: the first power-off never gets through.
+    unreachable.set("h2", 1_000_000);
+    const { taskId: first, scope } = await release("h2");
+    const [blocked] = await h.waitFor([first], (t) => t.status === "blocked" || t.status === "failed", 20_000, "blocked on the BMC");
+    expect(blocked!.blocked).toMatchObject({ step: "power-off", dependency: "bmc h2" });
+    await executeTaskCommand(h.store, { type: "RequestCancellation", taskId: first, reason: "BMC replaced", at: new Date().toISOString() }, {
+      actor: USER,
+      correlationId: "cancel-release",
+      scope: taskEnvelopeScope(scope),
+    });
+    await h.waitFor([first], (t) => t.status === "cancelled", 20_000, "cancelled");
+    expect((await loadHost(h.store, "h2")).state).toBe("releasing"); // no step completed: nothing to compensate
+
+    // The next release records the ended task's failure and takes over.
+    unreachable.set("h2", 0);
+    const { taskId: second } = await release("h2");
+    expect(await loadHost(h.store, "h2")).toMatchObject({ state: "releasing", releaseTaskId: second });
+    await h.waitFor([second], inStep("wait-wipe", WAITING_FOR_WIPE), 20_000, "waiting for the wipe");
+    await wipeNetbootFetched("h2", "wipe-h2");
+    await wipeReported("h2", "wipe-h2", "succeeded");
+    const [ok] = await h.waitFor([second], (t) => t.status === "succeeded" || t.status === "failed", 20_000, "released");
+    expect(ok!.status, JSON.stringify(ok!.failure)).toBe("succeeded");
+    expect((await loadHost(h.store, "h2")).state).toBe("available");
+  });
+
+  it("a release cancelled while waiting for the wipe is compensated: the host is release_failed at once", async () => {
+    // h4's provisioning was cancelled (earlier test): provision_failed.
+    const { taskId, scope } = await release("h4");
+    await h.waitFor([taskId], inStep("wait-wipe", WAITING_FOR_WIPE), 20_000, "waiting for the wipe");
+    await executeTaskCommand(h.store, { type: "RequestCancellation", taskId, reason: "wrong host", at: new Date().toISOString() }, {
+      actor: USER,
+      correlationId: "cancel-release-h4",
+      scope: taskEnvelopeScope(scope),
+    });
+    await h.waitFor([taskId], (t) => t.status === "cancelled", 20_000, "cancelled");
+    await expect.poll(async () => (await loadHost(h.store, "h4")).state, { timeout: 10_000 }).toBe("release_failed");
+    expect((await loadHost(h.store, "h4")).releaseFailure).toMatchObject({ taskId, reason: "task cancelled: wrong host" });
+    expect((await loadHost(h.store, "h4")).wipe).toMatchObject({ taskId, stage: "wipe-failed" });
   });
 });
