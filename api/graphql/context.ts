@@ -8,6 +8,7 @@ import { InventoryReadModel } from "../read/inventory.ts";
 import { MaskinReadModel } from "../read/maskin.ts";
 import { TaskReadModel } from "../read/tasks.ts";
 import { TenancyReadModel } from "../read/tenancy.ts";
+import { VmInfraReadModel } from "../read/vm-infra.ts";
 import { unauthenticated } from "./errors.ts";
 import { createLoaders, tenancyDb, type Loaders } from "./loaders.ts";
 
@@ -20,6 +21,8 @@ export interface GraphqlServices {
   /** Hosts, racks, datacenters (the platform's inventory) and their Maskin lifecycle and power. */
   readonly inventory: InventoryReadModel;
   readonly maskin: MaskinReadModel;
+  /** Hypervisors, images, disk images and VMs (maskin_vms, maskin_images). */
+  readonly vmInfra: VmInfraReadModel;
   readonly db: Kysely<any>;
   /** How long a mutation waits for the read model to show its write (default 5000 ms). */
   readonly writeWaitMs: number;
@@ -50,6 +53,7 @@ export function createServices(deps: {
     tasks: new TaskReadModel(deps.pool),
     inventory: new InventoryReadModel(deps.pool),
     maskin: new MaskinReadModel(deps.pool),
+    vmInfra: new VmInfraReadModel(deps.pool),
     db: deps.db,
     writeWaitMs: deps.writeWaitMs ?? 5_000,
   };

@@ -8,6 +8,7 @@ import { projectResolvers } from "./resolvers/projects.ts";
 import { quotaResolvers } from "./resolvers/quotas.ts";
 import { taskResolvers } from "./resolvers/tasks.ts";
 import { tenantResolvers } from "./resolvers/tenants.ts";
+import { vmResolvers } from "./resolvers/vms.ts";
 import type { ResolverMap } from "./resolvers/types.ts";
 import { DateTimeScalar, JSONScalar, SafeIntScalar } from "./scalars.ts";
 import { buildTypeSchema } from "./schema/index.ts";
@@ -21,6 +22,7 @@ const RESOLVERS: readonly ResolverMap[] = [
   eventResolvers,
   taskResolvers,
   hostResolvers,
+  vmResolvers,
 ];
 
 const SCALARS = { DateTime: DateTimeScalar, SafeInt: SafeIntScalar, JSON: JSONScalar } as const;

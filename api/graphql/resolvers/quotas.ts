@@ -25,8 +25,11 @@ export const quotaResolvers: ResolverMap = {
     quota: async (tenant: TenantView, _args: unknown, context: GraphqlContext) => quotaView(await context.loaders.tenantQuota.load(tenant.tenantId)),
   },
   Project: {
-    quota: async (project: ProjectView, _args: unknown, context: GraphqlContext) =>
-      quotaView(await context.loaders.projectQuota.load([project.tenantId, project.projectId])),
+    // usageOf: Quota.usage (resolvers/vms.ts) shows what the project's VMs use.
+    quota: async (project: ProjectView, _args: unknown, context: GraphqlContext) => ({
+      ...quotaView(await context.loaders.projectQuota.load([project.tenantId, project.projectId])),
+      usageOf: [project.tenantId, project.projectId] as const,
+    }),
   },
 
   Mutation: {
@@ -49,7 +52,7 @@ export const quotaResolvers: ResolverMap = {
         answer: async (written) => {
           const key = [input.tenantId, input.projectId] as const;
           const [row, quota] = await Promise.all([context.loaders.project.load(key), context.loaders.projectQuota.load(key)]);
-          return row ? { __typename: "ProjectQuotaPayload" as const, project: projectView(row), quota: quotaView(quota), ...written } : undefined;
+          return row ? { __typename: "ProjectQuotaPayload" as const, project: projectView(row), quota: { ...quotaView(quota), usageOf: key }, ...written } : undefined;
         },
       }),
   },

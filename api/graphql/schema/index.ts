@@ -6,7 +6,7 @@ import { buildSchema, lexicographicSortSchema, printSchema } from "../graphql-js
  * The SDL, split by subject. Resolvers are attached to the schema built from
  * it (../schema.ts); api/schema.graphql is this SDL printed (npm run schema:export).
  */
-export const SDL_FILES = ["common.graphql", "tenancy.graphql", "mutations.graphql", "events.graphql", "tasks.graphql", "maskin.graphql"] as const;
+export const SDL_FILES = ["common.graphql", "tenancy.graphql", "mutations.graphql", "events.graphql", "tasks.graphql", "maskin.graphql", "vms.graphql"] as const;
 
 export const typeDefs: string = SDL_FILES.map((file) => readFileSync(new URL(`./${file}`, import.meta.url), "utf8")).join("\n");
 

@@ -7,6 +7,7 @@ import { taskGlobalId } from "../../../api/graphql/ids.ts";
 import { TaskDriver } from "../tasks/support.ts";
 import { actorHeader } from "../api/support/test-auth.ts";
 import { executeHostCommand } from "../../../commands/maskin/index.ts";
+import { executeVmCommand } from "../../../commands/maskin/vm/index.ts";
 import { PLATFORM_TENANT } from "../../../domain/shared/envelope.ts";
 import { Collected } from "./support/collect.ts";
 import { actors, createGraphqlHarness, type GraphqlHarness, type TestActor } from "./support/harness.ts";
@@ -57,7 +58,7 @@ interface Operation {
 }
 
 /** The writes a subscription row is checked against: a project quota change in B/Q1, in A/P2 and in A/P1. */
-type Write = "q1" | "p2" | "p1" | "tq1" | "tp2" | "tp1" | "h1";
+type Write = "q1" | "p2" | "p1" | "tq1" | "tp2" | "tp1" | "h1" | "vq1" | "vp2" | "vp1";
 const WRITES: readonly Write[] = ["q1", "p2", "p1"];
 /** Progress of the world's tasks in B/Q1, A/P2 and A/P1 (the taskUpdated rows' writes). */
 const TASK_WRITES: readonly Write[] = ["tq1", "tp2", "tp1"];
@@ -141,6 +142,13 @@ const HOST = `query($id: String!) { r: host(id: $id) { ${HOST_FIELDS} } }`;
 const HOSTS = `query { r: hosts(first: 100) { nodes { ${HOST_FIELDS} } } }`;
 const DATACENTERS = `query { r: datacenters { name racks { name hosts { hostId } } } }`;
 const RACKS = `query($datacenter: String!) { r: racks(datacenter: $datacenter) { name hosts { hostId power { drift } } } }`;
+const HYPERVISORS = `query { r: hypervisors(first: 100) { nodes { hostId free { vcpus } } } }`;
+const HYPERVISOR = `query($hostId: String!) { r: hypervisor(hostId: $hostId) { hostId cordoned } }`;
+const IMAGES = `query { r: images { name versions { version source } } }`;
+const DISK_IMAGES = `query { r: diskImages(first: 100) { nodes { datacenter name referencedBy { vmId } } } }`;
+const VMS = `query { r: vms(first: 100) { nodes { vmId placement { outcome } drift } } }`;
+const VM = `query($id: String!) { r: vm(id: $id) { vmId lifecycle } }`;
+const VM_CHANGED = `subscription($tenantId: String!, $projectId: String) { r: vmChanged(tenantId: $tenantId, projectId: $projectId) { vmId eventType position } }`;
 const HOST_CHANGED = `subscription($datacenter: String) { r: hostChanged(datacenter: $datacenter) { hostId eventType position } }`;
 /** The one inventory host of the world (imported in beforeAll): platform inventory, visible to platform readers only. */
 let matrixHostId = "";
@@ -398,6 +406,41 @@ const ROWS: readonly Row[] = [
     sees: () => ({ platform: ["h1"] }),
   },
 
+  // ---- VM infrastructure: hypervisors the platform readers'; images anyone's; disk images and VMs by project visibility ----
+  // (This harness runs no maskin_vms projection: the lists are empty and single ones null for everyone; the
+  // VM infrastructure REST test covers contents. vmChanged reads the log, so its scoping is checked for real.)
+  { field: "Query.hypervisors", request: op(HYPERVISORS), expect: { ...all("data"), anonymous: "UNAUTHENTICATED" }, sees: () => ({ ...nobodyBelowPlatform, platform: [] }), pick: (r) => r.nodes.map((n: { hostId: string }) => n.hostId) },
+  {
+    field: "Query.hypervisor",
+    request: op(HYPERVISOR, () => ({ hostId: "matrix-hv" })),
+    expect: { ...all("null"), anonymous: "UNAUTHENTICATED" },
+    hides: () => ({ other: "matrix-hv", owner: "matrix-hv", member: "matrix-hv", auditor: "matrix-hv", platform: "matrix-hv" }),
+  },
+  { field: "Query.images", request: op(IMAGES), expect: { ...all("data"), anonymous: "UNAUTHENTICATED" }, sees: () => ({ ...nobodyBelowPlatform, platform: [] }), pick: (r) => r.map((i: { name: string }) => i.name) },
+  { field: "Query.diskImages", request: op(DISK_IMAGES), expect: { ...all("data"), anonymous: "UNAUTHENTICATED" }, sees: () => ({ ...nobodyBelowPlatform, platform: [] }), pick: (r) => r.nodes.map((n: { name: string }) => n.name) },
+  { field: "Query.vms", request: op(VMS), expect: { ...all("data"), anonymous: "UNAUTHENTICATED" }, sees: () => ({ ...nobodyBelowPlatform, platform: [] }), pick: (r) => r.nodes.map((n: { vmId: string }) => n.vmId) },
+  {
+    field: "Query.vm",
+    request: op(VM, () => ({ id: "matrix-vm" })),
+    expect: { ...all("null"), anonymous: "UNAUTHENTICATED" },
+    hides: () => ({ other: "matrix-vm", owner: "matrix-vm", member: "matrix-vm", auditor: "matrix-vm", platform: "matrix-vm" }),
+  },
+  {
+    field: "Subscription.vmChanged",
+    request: op(VM_CHANGED, (w) => ({ tenantId: w.a })),
+    expect: { anonymous: "UNAUTHENTICATED", other: "NOT_FOUND", owner: "data", member: "data", auditor: "data", platform: "data" },
+    writes: ["vq1", "vp2", "vp1"],
+    sees: () => ({ owner: ["vp2", "vp1"], member: ["vp1"], auditor: ["vp2", "vp1"], platform: ["vp2", "vp1"] }),
+  },
+  {
+    field: "Subscription.vmChanged",
+    label: "of a sibling project",
+    request: op(VM_CHANGED, (w) => ({ tenantId: w.a, projectId: w.p2 })),
+    expect: { anonymous: "UNAUTHENTICATED", other: "NOT_FOUND", owner: "data", member: "NOT_FOUND", auditor: "data", platform: "data" },
+    writes: ["vq1", "vp1", "vp2"],
+    sees: () => ({ owner: ["vp2"], auditor: ["vp2"], platform: ["vp2"] }),
+  },
+
   // ---- tasks: visible with their scope; cancel/retry need write access to it ----
   { field: "Query.task", request: op(TASK, (w) => ({ id: w.tasks.p1 })), expect: readsA(), hides: (w) => ({ other: w.tasks.p1 }) },
   { field: "Query.task", label: "in a sibling project", request: op(TASK, (w) => ({ id: w.tasks.p2 })), expect: readsSibling(), hides: (w) => ({ other: w.tasks.p2, member: w.tasks.p2 }) },
@@ -506,6 +549,22 @@ describe("GraphQL authorization matrix", () => {
         await asPlatform(M.resumeTenant, { tenantId });
       },
       write: async (which: Write) => {
+        if (which === "vq1" || which === "vp2" || which === "vp1") {
+          // A VM event in B/Q1, A/P2 or A/P1: a new VM each time, so every write is an event.
+          const [tenantId, projectId] = { vq1: [w.b, w.q1], vp2: [w.a, w.p2], vp1: [w.a, w.p1] }[which];
+          const vmId = `matrix-vm-${fresh()}`;
+          const result = await executeVmCommand(
+            base.db.store,
+            {
+              type: "CreateVm", vmId, name: vmId, tenantId: tenantId!, projectId: projectId!, environmentId: null, datacenter: "osl1",
+              resources: { vcpus: 1, memoryMiB: 256, diskGiB: 1 }, image: null, disk: { name: "matrix-disk", mode: "FailIfNotExist" }, nics: [{}],
+              quota: { limits: {}, usage: { vms: 0, vcpus: 0, memoryMiB: 0 } }, taskId: `matrix-${fresh()}`, at: new Date().toISOString(),
+            },
+            { actor: { kind: "user", id: "matrix" }, correlationId: "matrix" },
+          );
+          if (!result.position) throw new Error("CreateVm wrote nothing");
+          return `${result.position.transactionId}.${result.position.globalPosition}`;
+        }
         if (which === "h1") {
           // A host change: its desired power flips each time, so every write is an event.
           powerFlips += 1;
