@@ -2,6 +2,7 @@ import type { FastifyInstance, InjectOptions } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { v7 as uuidv7 } from "uuid";
 import { buildServer } from "../../../api/server.ts";
+import { graphqlModule } from "../../../api/graphql/index.ts";
 import { executeCapacityCommand, executeDiskImageCommand, executeVmCommand } from "../../../commands/maskin/vm/index.ts";
 import { inventoryProjection, maskinImagesProjection, maskinVmsProjection, ProjectionRunner, tasksProjection, tenancyProjection } from "../../../projections/index.ts";
 import { createHarness, until, type ProjectionHarness } from "../projections/support.ts";
@@ -26,7 +27,7 @@ beforeAll(async () => {
   db = await createHarness();
   runner = new ProjectionRunner({ pool: db.pool, store: db.store, projections: [tenancyProjection, tasksProjection, inventoryProjection, maskinVmsProjection, maskinImagesProjection], pollIntervalMs: 100 });
   await runner.start();
-  app = await buildServer({ pool: db.pool, store: db.store, runner, auth: testAuth, rateLimit: { max: 100_000, timeWindow: 60_000 }, readYourWrites: { writeWaitMs: 20_000, readWaitMs: 20_000 } });
+  app = await buildServer({ pool: db.pool, store: db.store, runner, auth: testAuth, rateLimit: { max: 100_000, timeWindow: 60_000 }, readYourWrites: { writeWaitMs: 20_000, readWaitMs: 20_000 }, graphql: graphqlModule({ pool: db.pool, db: db.db, store: db.store, runner }) });
 });
 afterAll(async () => {
   await app.close();
@@ -181,7 +182,8 @@ describe("disk images and quota usage", () => {
     const member = actors.member(a.tenantId, a.projectId);
     expect((await call(member, { method: "GET", url: "/v1/disk-images/rdc/shared" })).statusCode).toBe(200);
     expect(body(await call(member, { method: "GET", url: "/v1/disk-images?datacenter=rdc" })).items.map((d: { name: string }) => d.name)).toEqual(["shared"]);
-    expect(body(await call(admin, { method: "GET", url: "/v1/disk-images?datacenter=rdc" })).items.map((d: { name: string }) => d.name)).toEqual(["other", "shared"]);
+    const everything = await eventually(admin, "/v1/disk-images?datacenter=rdc", (page) => page.items?.length === 2);
+    expect(everything.items.map((d: { name: string }) => d.name)).toEqual(["other", "shared"]);
     const outsider = await call(actors.tenantAdmin(b.tenantId), { method: "GET", url: "/v1/disk-images/rdc/shared" });
     expect(outsider.statusCode).toBe(404);
     expect(body(outsider).code).toBe("disk_image_not_found");
@@ -214,5 +216,47 @@ describe("disk images and quota usage", () => {
     expect((await call(member, { method: "GET", url: "/v1/disk-images/rdc/shared" })).statusCode).toBe(404);
     const again = await call(admin, { method: "DELETE", url: "/v1/disk-images/rdc/missing" });
     expect(again.statusCode).toBe(404);
+  });
+});
+
+describe("GraphQL", () => {
+  const gql = async (actor: TestActor, query: string, variables: Record<string, unknown> = {}) => {
+    const response = await call(actor, { method: "POST", url: "/graphql", payload: { query, variables } });
+    const result = body(response);
+    expect(result.errors, JSON.stringify(result.errors)).toBeUndefined();
+    return result.data;
+  };
+
+  it("shows hypervisors, images, disk images with their references, VMs with placement and drift, and project quota usage", async () => {
+    const a = await createProject();
+    const vmId = await createVm(a, { name: "gql-disk", mode: "CreateIfNotExist" }, { vcpus: 3, memoryMiB: 2048, diskGiB: 10 });
+    await eventually(admin, "/v1/disk-images/rdc/gql-disk", (d) => d.references === 1);
+    const chosen = { hypervisor: "hv-a", hostId: "h-a", score: { spreadMembers: 0, utilization: 0.25 } };
+    const rejected = [{ hypervisor: "hv-b", hostId: "h-b", reason: "cordoned", detail: "hypervisor hv-b is cordoned" }];
+    await executeVmCommand(db.store, { type: "RecordPlacement", vmId, chosen, rejected, taskId: uuidv7(), at: at() }, context);
+    await executeVmCommand(db.store, { type: "RecordRuntimeObservation", vmId, observed: "absent", at: at() }, context);
+    const member = actors.member(a.tenantId, a.projectId);
+
+    const platform = await gql(admin, `{ hypervisors(datacenter: "rdc") { nodes { name allocatable { vcpus } free { vcpus } cordoned } } images { name versions { version source } } }`);
+    expect(platform.hypervisors.nodes).toEqual([{ name: "hv-a", allocatable: { vcpus: 8 }, free: { vcpus: 5 }, cordoned: true }]);
+    expect(platform.images.find((i: { name: string }) => i.name === "debian").versions[0]).toEqual({ version: "12", source: { kind: "file", path: "/srv/images/debian-12.qcow2" } });
+    const tenant = await gql(member, `{ hypervisors { nodes { name } } images { name versions { source } } }`);
+    expect(tenant.hypervisors.nodes).toEqual([]);
+    expect(tenant.images.find((i: { name: string }) => i.name === "debian").versions[0].source).toBeNull();
+
+    const disks = await gql(member, `{ diskImages(datacenter: "rdc") { nodes { name status referencedBy { vmId projectId mode addedByEventId } } } }`);
+    expect(disks.diskImages.nodes).toEqual([{ name: "gql-disk", status: "active", referencedBy: [{ vmId, projectId: a.projectId, mode: "CreateIfNotExist", addedByEventId: expect.any(String) }] }]);
+
+    let vm: any;
+    await until(async () => {
+      vm = await gql(member, `query($id: String!) { vm(id: $id) { vmId lifecycle desired observed hostId placement { outcome chosen rejected } resources { vcpus } } vms { nodes { vmId } } }`, { id: vmId });
+      return vm.vm?.observed === "absent";
+    });
+    expect(vm.vm).toEqual({ vmId, lifecycle: "provisioning", desired: "running", observed: "absent", hostId: "h-a", placement: { outcome: "placed", chosen, rejected }, resources: { vcpus: 3 } });
+    expect(vm.vms.nodes).toEqual([{ vmId }]);
+    expect((await gql(actors.tenantAdmin("someone-else"), `query($id: String!) { vm(id: $id) { vmId } }`, { id: vmId })).vm).toBeNull();
+
+    const quota = await gql(actors.tenantAdmin(a.tenantId), `query($t: String!, $p: String!) { project(tenantId: $t, projectId: $p) { quota { usage { vms vcpus memoryMiB } } } }`, { t: a.tenantId, p: a.projectId });
+    expect(quota.project.quota.usage).toEqual({ vms: 1, vcpus: 3, memoryMiB: 2048 });
   });
 });
