@@ -17,6 +17,7 @@ import { InventoryReadModel } from "./read/inventory.ts";
 import { TaskReadModel } from "./read/tasks.ts";
 import { TenancyReadModel } from "./read/tenancy.ts";
 import { restApi } from "./rest/index.ts";
+import type { VmConsoleReader } from "./rest/vms.ts";
 
 /** A plugin the composition root hands in (identity, GraphQL): registered on the root instance. */
 export interface ServerPlugin {
@@ -46,6 +47,8 @@ export interface ServerOptions {
   readonly secrets?: SecretWriter;
   /** The dead-letter queue (DV_DLQ) behind /v1/dlq; without it those routes answer 503 dlq_unavailable. */
   readonly deadLetters?: DeadLetters;
+  /** VM serial console reads over NATS (GET /v1/vms/{id}/console); absent: that route answers 503 console_unavailable. */
+  readonly vmConsole?: VmConsoleReader;
   /** The boot service (/boot/: iPXE scripts, boot assets, Talos configs, installer callbacks; see api/boot/index.ts); absent: no /boot/ routes. */
   readonly boot?: BootOptions;
 }
@@ -105,6 +108,7 @@ export async function buildServer(options: ServerOptions): Promise<FastifyInstan
     },
     ...(options.idempotency ? { idempotency: options.idempotency } : {}),
     ...(options.deadLetters ? { deadLetters: options.deadLetters } : {}),
+    ...(options.vmConsole ? { vmConsole: options.vmConsole } : {}),
   });
   if (options.boot) await app.register(bootRoutes, { pool: options.pool, store: options.store, ...options.boot });
 

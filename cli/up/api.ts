@@ -8,6 +8,7 @@ import { BuiltInIssuer } from "../../adapters/identity/issuer.ts";
 import { OidcConfigError, OidcVerifier } from "../../adapters/identity/oidc.ts";
 import type { NatsLink } from "../../adapters/nats/connection.ts";
 import { NatsDeadLetters } from "../../adapters/nats/dead-letters.ts";
+import { ConsoleUnavailableError, requestVmConsole } from "../../adapters/workers/hypervisor/console-client.ts";
 import type { NatsNamespace } from "../../adapters/nats/namespace.ts";
 import { authenticateToken } from "../../api/auth/authenticate.ts";
 import { CachedPrincipals, identityServerPlugin } from "../../api/auth/index.ts";
@@ -101,6 +102,7 @@ export async function startApi(deps: ApiDeps): Promise<StartedApi> {
     ...(deps.secrets ? { secrets: deps.secrets } : {}),
     ...(boot ? { boot } : {}),
     ...(deps.nats ? { deadLetters: new NatsDeadLetters({ nats: deps.nats.link, namespace: deps.nats.namespace }) } : {}),
+    ...(deps.nats ? { vmConsole: vmConsoleOver(deps.nats.link, deps.nats.namespace) } : {}),
     // JSON lines on stderr; warnings and errors only unless DV_LOG_LEVEL says otherwise (500s carry the correlation id the CLI shows).
     logger: logLevel === "silent" ? false : { level: logLevel, stream: process.stderr },
     auth: identityServerPlugin({
@@ -145,4 +147,13 @@ export async function startApi(deps: ApiDeps): Promise<StartedApi> {
 function displayHost(host: string): string {
   if (host === "0.0.0.0" || host === "::" || host === "") return "127.0.0.1";
   return host.includes(":") ? `[${host}]` : host;
+}
+
+/** VM console reads through the hypervisor's worker; NATS not connected (yet) is the console being unavailable. */
+function vmConsoleOver(link: NatsLink, namespace: NatsNamespace) {
+  return async (request: Parameters<typeof requestVmConsole>[2]) => {
+    const nc = link.connection;
+    if (!nc) throw new ConsoleUnavailableError("NATS is not connected: the VM's hypervisor cannot be asked");
+    return requestVmConsole(nc, namespace, request);
+  };
 }
