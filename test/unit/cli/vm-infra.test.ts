@@ -113,3 +113,26 @@ describe("dvce hypervisor and disk", () => {
     expect((await runCli("dvce", ["disk", "delete", "missing"], env)).code).toBe(2);
   });
 });
+
+describe("dv quota get --project", () => {
+  it("shows the project's VM usage beside its limits", async () => {
+    const { env } = await api((request, response) => {
+      const url = new URL(request.url, "http://x");
+      if (url.pathname === "/v1/tenants/t-1") return json(response, 200, { id: "t-1", name: "acme" });
+      if (url.pathname === "/v1/tenants/t-1/projects/p-1") return json(response, 200, { id: "p-1", name: "web", tenantId: "t-1" });
+      if (url.pathname === "/v1/tenants/t-1/projects/p-1/quota") {
+        return json(response, 200, {
+          scope: "project", tenantId: "t-1", projectId: "p-1", updatedAt: null,
+          limits: { vcpus: 16, memoryMiB: null, vms: 4, hosts: null, networks: null, buckets: null },
+          usage: { vms: 2, vcpus: 3, memoryMiB: 1536 },
+        });
+      }
+      json(response, 404, problem(404, "route_not_found"));
+    });
+    const shown = await runCli("dv", ["quota", "get", "--tenant", "t-1", "--project", "p-1"], env);
+    expect(shown.code, shown.stderr).toBe(0);
+    const lines = shown.stdout.trimEnd().split("\n");
+    expect(lines[0]).toMatch(/^RESOURCE\s+LIMIT\s+USED$/);
+    expect(lines).toEqual(expect.arrayContaining([expect.stringMatching(/^vcpus\s+16\s+3$/), expect.stringMatching(/^memory-mib\s+unlimited\s+1536$/), expect.stringMatching(/^vms\s+4\s+2$/)]));
+  });
+});
