@@ -60,6 +60,19 @@ export interface HostStatusView {
   readonly netbootFetchedAt: string | null;
   readonly installReportedAt: string | null;
   readonly failureReason: string | null;
+  /** The current or last wipe of the host's disks (README "Release and wipe"); null before any. */
+  readonly wipe: {
+    readonly stage: string;
+    readonly taskId: string | null;
+    readonly requestedAt: string | null;
+    readonly netbootFetchedAt: string | null;
+    readonly reportedAt: string | null;
+    readonly message: string | null;
+    readonly devices: string[];
+    readonly bytesWiped: number | null;
+  } | null;
+  /** Why and when the last release failed (state release_failed); null once another release starts. */
+  readonly releaseFailure: { readonly taskId: string | null; readonly reason: string; readonly at: string | null } | null;
 }
 
 const iso = (value: Date | string | null) => (value === null ? null : (value instanceof Date ? value : new Date(value)).toISOString());
@@ -86,5 +99,18 @@ export function hostStatusView(hostId: string, row: MaskinHostRow | undefined): 
     netbootFetchedAt: iso(row?.netboot_fetched_at ?? null),
     installReportedAt: iso(row?.install_reported_at ?? null),
     failureReason: row?.failure_reason ?? null,
+    wipe: row?.wipe_stage
+      ? {
+          stage: row.wipe_stage,
+          taskId: row.wipe_task_id,
+          requestedAt: iso(row.wipe_requested_at),
+          netbootFetchedAt: iso(row.wipe_netboot_fetched_at),
+          reportedAt: iso(row.wipe_reported_at),
+          message: row.wipe_message,
+          devices: [...(row.wipe_devices ?? [])],
+          bytesWiped: row.wipe_bytes === null ? null : Number(row.wipe_bytes),
+        }
+      : null,
+    releaseFailure: row?.release_failure_reason ? { taskId: row.release_task_id, reason: row.release_failure_reason, at: iso(row.release_failed_at) } : null,
   };
 }

@@ -87,7 +87,7 @@ export const TaskStartedSchema = z.object({
 
 export const HostStatusSchema = z.object({
   hostId: z.string(),
-  state: z.string().describe("available, provisioning, ready, provision_failed or releasing"),
+  state: z.string().describe("available, provisioning, ready, provision_failed, releasing or release_failed (a release task failed: release the host again)"),
   stage: z.string().nullable().describe("The provisioning stage: allocated, netboot-requested, netboot-fetched, installed, install-failed"),
   taskId: z.string().nullable().describe("The task acting on the host now"),
   tenantId: z.string().nullable(),
@@ -105,6 +105,23 @@ export const HostStatusSchema = z.object({
   netbootFetchedAt: z.string().nullable(),
   installReportedAt: z.string().nullable(),
   failureReason: z.string().nullable(),
+  wipe: z
+    .object({
+      stage: z.string().describe("requested, netboot-fetched, wiped or wipe-failed"),
+      taskId: z.string().nullable().describe("The release task whose wipe this is"),
+      requestedAt: z.string().nullable(),
+      netbootFetchedAt: z.string().nullable().describe("When the host fetched the wipe image"),
+      reportedAt: z.string().nullable().describe("When the wiper reported (null: it did not, e.g. its task failed first)"),
+      message: z.string().nullable(),
+      devices: z.array(z.string()),
+      bytesWiped: z.number().nullable(),
+    })
+    .nullable()
+    .describe("The current or last wipe of the host's disks by a release; null before any"),
+  releaseFailure: z
+    .object({ taskId: z.string().nullable(), reason: z.string(), at: z.string().nullable() })
+    .nullable()
+    .describe("Why the last release failed (state release_failed); null once another release starts"),
 });
 
 const TaskOutputsSchema = z.object({

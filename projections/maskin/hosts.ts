@@ -12,6 +12,7 @@ import {
   type HostEvent,
   type HostEventType,
   type HostState,
+  type WipeStage,
 } from "../../domain/maskin/index.ts";
 import { defineProjection } from "../projection.ts";
 
@@ -25,11 +26,12 @@ import { defineProjection } from "../projection.ts";
  * aggregate about what an event means.
  *
  * Columns:
- * - `state` available|provisioning|ready|provision_failed|releasing; `stage`
- *   the provisioning stage (allocated, netboot-requested, netboot-fetched,
+ * - `state` available|provisioning|ready|provision_failed|releasing|release_failed;
+ *   `stage` the provisioning stage (allocated, netboot-requested, netboot-fetched,
  *   installed, install-failed; kept while ready/failed/releasing, null when available);
  * - `task_id` the task acting on the host now (provisioning task while
- *   provisioning/ready/provision_failed, the release task while releasing),
+ *   provisioning/ready/provision_failed, the release task while releasing,
+ *   the failed release task while release_failed),
  *   `provision_task_id` / `release_task_id`; tenant/project/environment/role
  *   of the current provisioning;
  * - `desired_power` (+ `desired_power_at`), `observed_power` (+
@@ -37,6 +39,13 @@ import { defineProjection } from "../projection.ts";
  *   and different, `drift_since` when it started (the event's time);
  * - `netboot_requested_at`, `netboot_fetched_at`, `install_reported_at`,
  *   `install_outcome`, `failure_reason`, `next_boot` (pxe|disk|null);
+ * - the current or last wipe (README "Release and wipe"): `wipe_stage`
+ *   (requested, netboot-fetched, wiped, wipe-failed), `wipe_task_id` (its
+ *   release task), `wipe_requested_at`, `wipe_netboot_fetched_at`,
+ *   `wipe_reported_at` (null for a wipe that ended with its failed task),
+ *   `wipe_message`, `wipe_devices`, `wipe_bytes`;
+ * - `release_failure_reason` / `release_failed_at`: why and when the last
+ *   release failed (release_failed; null once another release starts);
  * - `version`: position of the last event in the host stream (the ETag;
  *   null until the host has one), `position`: log position of the last event
  *   applied to the row (read-your-writes).
@@ -70,6 +79,17 @@ export interface MaskinHostsTable {
   install_outcome: "succeeded" | "failed" | null;
   failure_reason: string | null;
   next_boot: "pxe" | "disk" | null;
+  wipe_stage: WipeStage | null;
+  wipe_task_id: string | null;
+  wipe_requested_at: Timestamp | null;
+  wipe_netboot_fetched_at: Timestamp | null;
+  wipe_reported_at: Timestamp | null;
+  wipe_message: string | null;
+  wipe_devices: Json<string[] | null>;
+  /** bigint: pg returns it as a string. */
+  wipe_bytes: ColumnType<string | null, number | null, number | null>;
+  release_failure_reason: string | null;
+  release_failed_at: Timestamp | null;
   aggregate: Json<HostState>;
   created_at: Timestamp;
   updated_at: Timestamp;
@@ -89,7 +109,7 @@ const HOST_TYPES = new Set<string>(HOST_EVENT_TYPES);
 
 export const maskinHostsProjection = defineProjection<MaskinTables>({
   name: MASKIN_SCHEMA,
-  version: 1,
+  version: 2,
   tables: ["hosts"],
   eventTypes: [...HOST_EVENT_TYPES, "HostRegistered"],
 
@@ -121,6 +141,16 @@ export const maskinHostsProjection = defineProjection<MaskinTables>({
       .addColumn("install_outcome", "text")
       .addColumn("failure_reason", "text")
       .addColumn("next_boot", "text")
+      .addColumn("wipe_stage", "text")
+      .addColumn("wipe_task_id", "text")
+      .addColumn("wipe_requested_at", "timestamptz")
+      .addColumn("wipe_netboot_fetched_at", "timestamptz")
+      .addColumn("wipe_reported_at", "timestamptz")
+      .addColumn("wipe_message", "text")
+      .addColumn("wipe_devices", "jsonb")
+      .addColumn("wipe_bytes", "bigint")
+      .addColumn("release_failure_reason", "text")
+      .addColumn("release_failed_at", "timestamptz")
       .addColumn("aggregate", "jsonb", (c) => c.notNull())
       .addColumn("created_at", "timestamptz", (c) => c.notNull())
       .addColumn("updated_at", "timestamptz", (c) => c.notNull())
@@ -200,7 +230,10 @@ function date(iso: string | null | undefined): Date | null {
 function rowOf(s: HostState, extras: Extras, r: RecordedEvent) {
   const p = s.provisioning;
   // An available host being wiped (a release of a host nobody held) is that release task's until the wipe ends.
-  const taskId = s.state === "releasing" ? s.releaseTaskId : s.state === "available" ? (wipeInProgress(s)?.taskId ?? null) : (p?.taskId ?? null);
+  const taskId =
+    s.state === "releasing" || s.state === "release_failed" ? s.releaseTaskId : s.state === "available" ? (wipeInProgress(s)?.taskId ?? null) : (p?.taskId ?? null);
+  const wipe = s.wipe ?? null; // (aggregates stored before wipes existed have no field)
+  const releaseFailure = s.releaseFailure ?? null;
   return {
     host_id: s.hostId ?? "",
     datacenter: s.datacenter,
@@ -226,6 +259,16 @@ function rowOf(s: HostState, extras: Extras, r: RecordedEvent) {
     install_outcome: p ? extras.installOutcome : null,
     failure_reason: p?.failureReason ?? null,
     next_boot: s.nextBoot,
+    wipe_stage: wipe?.stage ?? null,
+    wipe_task_id: wipe?.taskId ?? null,
+    wipe_requested_at: date(wipe?.requestedAt),
+    wipe_netboot_fetched_at: date(wipe?.netbootFetchedAt),
+    wipe_reported_at: date(wipe?.reportedAt),
+    wipe_message: wipe?.message ?? null,
+    wipe_devices: JSON.stringify(wipe ? wipe.devices : null),
+    wipe_bytes: wipe?.bytesWiped ?? null,
+    release_failure_reason: releaseFailure?.reason ?? null,
+    release_failed_at: date(releaseFailure?.at),
     aggregate: JSON.stringify(s),
     created_at: r.occurredAt,
     updated_at: r.occurredAt,

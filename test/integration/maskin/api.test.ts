@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { executeHostCommand, executePoolCommand } from "../../../commands/maskin/index.ts";
+import { createHash } from "node:crypto";
 import { PLATFORM_TENANT } from "../../../domain/shared/envelope.ts";
+import { maskinHostsProjection, ProjectionRunner } from "../../../projections/index.ts";
 import { loadHost } from "../../../sagas/maskin/index.ts";
 import { createApiHarness, type ApiHarness, type TestActor } from "../api/support/harness.ts";
 import { actors } from "../api/support/test-auth.ts";
@@ -13,6 +15,8 @@ import { actors } from "../api/support/test-auth.ts";
  */
 describe("REST host actions", () => {
   let h: ApiHarness;
+  /** The maskin.hosts read model behind /v1/hosts/{id}/status (the shared API harness does not run it). */
+  let hostsRunner: ProjectionRunner;
   const admin = actors.platformAdmin();
   let a: string;
   let b: string;
@@ -32,6 +36,8 @@ describe("REST host actions", () => {
 
   beforeAll(async () => {
     h = await createApiHarness();
+    hostsRunner = new ProjectionRunner({ pool: h.db.pool, store: h.db.store, projections: [maskinHostsProjection], pollIntervalMs: 200 });
+    await hostsRunner.start();
     a = await created("/v1/tenants", { name: "tenant-a" });
     b = await created("/v1/tenants", { name: "tenant-b" });
     p1 = await created(`/v1/tenants/${a}/projects`, { name: "p1" });
@@ -52,6 +58,7 @@ describe("REST host actions", () => {
     expect(Object.keys(hosts)).toHaveLength(4);
   });
   afterAll(async () => {
+    await hostsRunner?.stop();
     await h?.dispose();
   });
 
@@ -187,6 +194,43 @@ describe("REST host actions", () => {
     const shown = await task(released.json().taskId, actors.tenantAdmin(a));
     expect(shown).toMatchObject({ kind: "maskin.host-release", tenantId: a, projectId: p1, steps: ["power-off", "request-wipe", "boot-pxe", "power-on", "wait-wipe", "power-off-wiped", "return"].map((name) => ({ name })) });
     expect((await loadHost(h.db.store, host)).state).toBe("releasing");
+
+    // The status shows the wipe as the boot service records it: stage, release task, when.
+    const releaseId = released.json().taskId as string;
+    const requested = await executeHostCommand(h.db.store, { type: "RequestWipe", hostId: host, datacenter: "osl1", taskId: releaseId, at: "2026-12-01T10:00:00.000Z" }, ctx);
+    await executeHostCommand(
+      h.db.store,
+      { type: "RecordWipeNetbootFetched", hostId: host, mac: "52:54:00:12:34:04", tokenDigest: createHash("sha256").update("wipe-4").digest("hex"), at: "2026-12-01T10:00:05.000Z" },
+      ctx,
+    );
+    const statusOf = async () => {
+      const response = await h.call(admin, { method: "GET", url: `/v1/hosts/${host}/status` });
+      expect(response.statusCode, response.body).toBe(200);
+      return response.json();
+    };
+    expect(requested.position).toBeTruthy();
+    await expect.poll(async () => (await statusOf()).wipe?.stage, { timeout: 20_000 }).toBe("netboot-fetched");
+    expect(await statusOf()).toMatchObject({
+      state: "releasing",
+      taskId: releaseId,
+      wipe: { stage: "netboot-fetched", taskId: releaseId, requestedAt: "2026-12-01T10:00:00.000Z", netbootFetchedAt: "2026-12-01T10:00:05.000Z", reportedAt: null, devices: [] },
+      releaseFailure: null,
+    });
+    // The release task fails (its deadline): release_failed, the wipe ended with it, the reason shown ...
+    await executeHostCommand(h.db.store, { type: "FailRelease", hostId: host, taskId: releaseId, reason: "deadline passed", at: "2026-12-01T12:00:00.000Z" }, ctx);
+    await expect.poll(async () => (await statusOf()).state, { timeout: 20_000 }).toBe("release_failed");
+    expect(await statusOf()).toMatchObject({
+      taskId: releaseId,
+      wipe: { stage: "wipe-failed", taskId: releaseId, netbootFetchedAt: "2026-12-01T10:00:05.000Z", reportedAt: null, message: "release task failed: deadline passed" },
+      releaseFailure: { taskId: releaseId, reason: "deadline passed", at: "2026-12-01T12:00:00.000Z" },
+    });
+    // ... and the holder's admin may release it again: a new task takes over.
+    const again = await post(actors.tenantAdmin(a), `/v1/hosts/${host}/release`);
+    expect(again.statusCode, again.body).toBe(202);
+    expect(await loadHost(h.db.store, host)).toMatchObject({ state: "releasing", releaseTaskId: again.json().taskId });
+    await expect.poll(async () => (await statusOf()).state, { timeout: 20_000 }).toBe("releasing");
+    expect((await statusOf()).releaseFailure).toBeNull();
+
     // A host nobody holds: only a platform-admin (a platform task).
     const free = hosts["node-02"]!;
     expect((await post(actors.tenantAdmin(a), `/v1/hosts/${free}/release`)).statusCode).toBe(404);

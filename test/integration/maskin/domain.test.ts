@@ -89,14 +89,35 @@ describe("maskin domain on Postgres", () => {
     // Not back to the pool unwiped: the wipe first (the boot service's facts), then CompleteRelease.
     await expect(host(H, { type: "CompleteRelease", taskId: "tr", at: t(12) })).rejects.toMatchObject({ code: "wipe_not_done" });
     await host(H, { type: "RequestWipe", datacenter: "osl1", taskId: "tr", at: t(12) });
+    expect(await row(H)).toMatchObject({ wipe_stage: "requested", wipe_task_id: "tr", wipe_netboot_fetched_at: null, wipe_reported_at: null });
+    expect((await row(H)).wipe_requested_at?.toISOString()).toBe(t(12));
     await host(H, { type: "RecordWipeNetbootFetched", mac: "52:54:00:12:34:01", tokenDigest: digestOf("wipe-token"), at: t(12) });
+    expect(await row(H)).toMatchObject({ wipe_stage: "netboot-fetched", wipe_task_id: "tr" });
     await expect(host(H, { type: "RecordWipeReported", tokenDigest: digestOf(token), outcome: "succeeded", at: t(12) })).rejects.toMatchObject({ code: "wipe_token_invalid" });
     await host(H, { type: "RecordWipeReported", tokenDigest: digestOf("wipe-token"), outcome: "succeeded", devices: ["/dev/sda"], bytesWiped: 512, at: t(12) });
-    expect(await row(H)).toMatchObject({ state: "releasing", task_id: "tr" });
+    expect(await row(H)).toMatchObject({ state: "releasing", task_id: "tr", wipe_stage: "wiped", wipe_task_id: "tr", wipe_devices: ["/dev/sda"], wipe_bytes: "512" });
+    expect((await row(H)).wipe_reported_at?.toISOString()).toBe(t(12));
     expect((await row(H)).aggregate).toMatchObject({ wipe: { taskId: "tr", stage: "wiped", devices: ["/dev/sda"], bytesWiped: 512 } });
     await host(H, { type: "CompleteRelease", taskId: "tr", at: t(12) });
     expect(await row(H)).toMatchObject({ state: "available", stage: null, task_id: null, tenant_id: null, netboot_fetched_at: null, observed_power: "on" });
     expect((await loadHost(h.store, H)).state.state).toBe("available");
+  });
+
+  it("a failed release shows as release_failed with its reason until another release takes over", async () => {
+    const H = "host-release-failed";
+    await host(H, { type: "StartProvisioning", datacenter: "osl1", taskId: "tp2", tenantId: "a", projectId: "p", environmentId: null, role: "worker", at: t(1) });
+    await host(H, { type: "FailProvisioning", taskId: "tp2", reason: "install failed", at: t(2) });
+    await host(H, { type: "StartRelease", taskId: "tr1", at: t(3) });
+    await host(H, { type: "RequestWipe", datacenter: "osl1", taskId: "tr1", at: t(4) });
+    await host(H, { type: "FailRelease", taskId: "tr1", reason: "deadline passed", at: t(5) });
+    const r = await row(H);
+    expect(r).toMatchObject({ state: "release_failed", task_id: "tr1", release_task_id: "tr1", release_failure_reason: "deadline passed", wipe_stage: "wipe-failed", wipe_task_id: "tr1", wipe_reported_at: null });
+    expect(r.release_failed_at?.toISOString()).toBe(t(5));
+    await expect(host(H, { type: "StartProvisioning", datacenter: "osl1", taskId: "tp3", tenantId: "a", projectId: "p", environmentId: null, role: "worker", at: t(6) })).rejects.toMatchObject({
+      code: "host_not_available",
+    });
+    await host(H, { type: "StartRelease", taskId: "tr2", at: t(6) });
+    expect(await row(H)).toMatchObject({ state: "releasing", task_id: "tr2", release_failure_reason: null, release_failed_at: null });
   });
 
   it("inventory hosts appear as available rows; a rebuild reproduces the model exactly", async () => {
