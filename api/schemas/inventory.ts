@@ -85,6 +85,13 @@ export const inventoryJsonSchema = {
                         description: "A hypervisor's physical capacity (role hypervisor only; required there)",
                         properties: { vcpus: count("Hardware threads"), memoryMiB: count("Memory, MiB"), diskGiB: count("VM disk space, GiB") },
                       },
+                      sshPortRange: {
+                        type: "object",
+                        additionalProperties: false,
+                        required: ["first", "last"],
+                        description: "Hypervisors: the host ports its VMs' SSH forwards take (default 22000-22999)",
+                        properties: { first: { type: "integer", minimum: 1, maximum: 65535 }, last: { type: "integer", minimum: 1, maximum: 65535 } },
+                      },
                       bmc: {
                         type: "object",
                         additionalProperties: false,

@@ -35,6 +35,8 @@ export interface DocHost {
   readonly bmc?: DocBmc;
   /** Physical capacity; required for (and only allowed on) `role: hypervisor`. */
   readonly capacity?: DocCapacity;
+  /** Hypervisors: the host ports its VMs' SSH forwards take (default 22000-22999). */
+  readonly sshPortRange?: { readonly first: number; readonly last: number };
 }
 
 export interface DocCapacity {

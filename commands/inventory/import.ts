@@ -19,8 +19,8 @@ import {
 import { DomainError, isDomainError } from "../../domain/shared/errors.ts";
 import type { CommandContext } from "../handler.ts";
 import { loadStream, parseCommand, type CommandStore } from "../pipeline.ts";
-import { DEFAULT_OVERCOMMIT, capacityDecider, type CapacityCommand, type Overcommit } from "../../domain/maskin/vm/index.ts";
-import { capacityHandler, executeCapacityCommand, loadHypervisor } from "../maskin/vm/index.ts";
+import { DEFAULT_OVERCOMMIT, capacityDecider, portPoolDecider, type CapacityCommand, type Overcommit, type PortCommand } from "../../domain/maskin/vm/index.ts";
+import { capacityHandler, executeCapacityCommand, executePortCommand, loadHypervisor, loadPortPool } from "../maskin/vm/index.ts";
 import { decideBatch, executeBatch } from "./batch.ts";
 import type { DocDatacenter, DocHost, InventoryDocument } from "./document.ts";
 import { datacenterHandler, macRegistryHandler } from "./handlers.ts";
@@ -46,7 +46,10 @@ import { datacenterHandler, macRegistryHandler } from "./handlers.ts";
  *    aggregate (`RegisterHypervisor`: their capacity and the datacenter's
  *    overcommit ratios), after their datacenter's append; a changed capacity
  *    or ratio is recorded as `HypervisorCapacityChanged` and reported as a
- *    change `capacity` of the host. A host that stops being a hypervisor in
+ *    change `capacity` of the host. A hypervisor's `sshPortRange` sets the
+ *    range its VMs' SSH port forwards come from (ConfigureSshPortRange on
+ *    `maskin-ports-<hostId>`; refused while a held port lies outside it), for
+ *    hypervisors that share an address (a lab, one machine) or a firewall plan. A host that stops being a hypervisor in
  *    the file keeps its capacity record (its VMs are still there): cordon
  *    and drain it first.
  *
@@ -132,6 +135,7 @@ export async function importInventory(
   const items: ReportItem[] = [];
   const plans: Array<{ datacenter: string; commands: PlannedCommand[]; hostIds: string[]; changed: boolean }> = [];
   const hypervisors: Array<{ datacenter: string; command: CapacityCommand }> = [];
+  const portRanges: Array<{ datacenter: string; command: PortCommand }> = [];
   const at = (context.occurredAt ?? new Date()).toISOString();
 
   for (const [d, dc] of document.datacenters.entries()) {
@@ -163,7 +167,19 @@ export async function importInventory(
         continue;
       }
       hypervisors.push({ datacenter: dc.name, command });
-      items.push(withCapacityChange(item, decided.length > 0));
+      let changed = decided.length > 0;
+      const range = hostOf(dc, planned)?.sshPortRange;
+      if (range) {
+        const portCommand: PortCommand = { type: "ConfigureSshPortRange", hostId: command.hostId, range: { first: range.first, last: range.last }, at };
+        const ports = portPoolDecider.decide(portCommand, (await loadPortPool(deps.store, command.hostId)).state);
+        if (isDomainError(ports)) {
+          errors.push(errorAt(planned.path, ports));
+          continue;
+        }
+        portRanges.push({ datacenter: dc.name, command: portCommand });
+        changed ||= ports.length > 0;
+      }
+      items.push(withCapacityChange(item, changed));
     }
     // MACs across datacenters: what each host will hold, against the registry (and the other datacenters of this file).
     for (const planned of commands) {
@@ -215,6 +231,10 @@ export async function importInventory(
   }
   for (const { datacenter, command } of hypervisors) {
     const result = await executeCapacityCommand(deps.store, command, { ...context, datacenter });
+    if (result.events.length > 0) later(result.position);
+  }
+  for (const { datacenter, command } of portRanges) {
+    const result = await executePortCommand(deps.store, command, { ...context, datacenter });
     if (result.events.length > 0) later(result.position);
   }
   return { dryRun: false, items, summary, position };
@@ -417,6 +437,7 @@ const FIELD_OF_CODE: Readonly<Record<string, string>> = {
   rack_not_found: "rack",
   host_name_taken: "name",
   hypervisor_datacenter_mismatch: "capacity",
+  ssh_port_range_conflict: "sshPortRange",
   device_name_taken: "name",
 };
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { importInventory, InventoryImportError } from "../../../commands/inventory/index.ts";
 import type { InventoryDocument } from "../../../commands/inventory/index.ts";
-import { loadHypervisor } from "../../../commands/maskin/vm/index.ts";
+import { executePortCommand, loadHypervisor, loadPortPool } from "../../../commands/maskin/vm/index.ts";
 import { validateInventoryDocument } from "../../../api/schemas/inventory.ts";
 import { createHarness, type ProjectionHarness } from "../projections/support.ts";
 
@@ -115,5 +115,29 @@ describe("hypervisors from the inventory import", () => {
     expect((error as InventoryImportError).errors).toEqual([expect.objectContaining({ path: "datacenters[0].racks[0].hosts[0].capacity", code: "hypervisor_datacenter_mismatch" })]);
     const { rows } = await db.pool.query("select 1 from eventstore.events where stream_id = 'datacenter-hvdc2'");
     expect(rows).toEqual([]);
+  });
+
+  it("a hypervisor's sshPortRange sets its SSH port pool; importing it again changes nothing; a range that leaves a held port out is refused at its path", async () => {
+    const withRange = (first: number, last: number): InventoryDocument => {
+      const d = structuredClone(doc());
+      (d.datacenters[0]!.racks[0]!.hosts[1] as { sshPortRange?: unknown }).sshPortRange = { first, last };
+      return d;
+    };
+    expect(validateInventoryDocument(withRange(23000, 23009)).ok).toBe(true);
+    const report = await importInventory({ store: db.store, secrets: null }, withRange(23000, 23009), { dryRun: false }, context);
+    const hostId = hostIdOf(report, "hv-1");
+    expect(report.items.find((i) => i.name === "hv-1")).toMatchObject({ outcome: "updated", changes: ["capacity"] });
+    expect((await loadPortPool(db.store, hostId)).state.range).toEqual({ first: 23000, last: 23009 });
+    const again = await importInventory({ store: db.store, secrets: null }, withRange(23000, 23009), { dryRun: false }, context);
+    expect(again.position).toBeNull();
+
+    const at = new Date().toISOString();
+    await executePortCommand(db.store, { type: "AllocateSshPort", hostId, vmId: "vm-held", nicIndex: 0, taskId: "t-held", at }, context);
+    const error = await importInventory({ store: db.store, secrets: null }, withRange(23001, 23009), { dryRun: false }, context).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InventoryImportError);
+    expect((error as InventoryImportError).errors).toEqual([
+      expect.objectContaining({ path: "datacenters[0].racks[0].hosts[1].sshPortRange", code: "ssh_port_range_conflict" }),
+    ]);
+    expect((await loadPortPool(db.store, hostId)).state.range).toEqual({ first: 23000, last: 23009 });
   });
 });
