@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { loadDiskImage, loadHypervisor, loadPortPool } from "../../../commands/maskin/vm/index.ts";
 import {
   candidateFrom,
@@ -91,6 +92,13 @@ async function candidatesIn(deps: VmSagaDeps, datacenter: string): Promise<Array
     .map((state) => ({ candidate: candidateFrom(state, [USER_NETWORK]), order: [...state.reservations.keys()] }));
 }
 
+const LISTED_WITHIN_MS = 10_000;
+
+async function listed(deps: VmSagaDeps, datacenter: string, hostId: string): Promise<void> {
+  const deadline = Date.now() + LISTED_WITHIN_MS;
+  while (!(await directoryOf(deps).hypervisorsIn(datacenter)).includes(hostId) && Date.now() < deadline) await sleep(100);
+}
+
 function sameRejections(a: readonly PlacementRejected[], b: readonly PlacementRejected[]): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
@@ -120,7 +128,10 @@ const place: WaitStep<VmSagaDeps> = {
         const hostId = (event.data as { hostId?: unknown } | null)?.hostId;
         if (typeof hostId !== "string") return null;
         const hv = (await loadHypervisor(deps.store, hostId)).state;
-        return hv.datacenter ? directoryOf(deps).oldestBlockedPlacement(hv.datacenter) : null;
+        if (!hv.datacenter) return null;
+        // A new hypervisor is listed by the read model a moment after its event: wait for it (bounded), or the check would not see it.
+        if (eventType === "HypervisorRegistered") await listed(deps, hv.datacenter, hostId);
+        return directoryOf(deps).oldestBlockedPlacement(hv.datacenter);
       },
     }),
   ),

@@ -254,6 +254,19 @@ describe("VM sagas over the real runtime with recording hypervisor workers", () 
     expect(portsOfVm(ports, "web-7")).toHaveLength(1);
   }, 120_000);
 
+  it("an 8th VM of the group is blocked until a new hypervisor registers, then placed there", async () => {
+    const taskId = await createVm("web-8", { antiAffinity: { group: "web", maxPerHypervisor: 2 } });
+    await h.waitFor([taskId], (t) => t.blocked !== null, 30_000, "the 8th VM's task to block");
+    workers.push(await startWorker({ nc: h.nc, namespace: h.namespace, service: "hypervisor", datacenter: DC, target: "hv-d", handlers: handlers("hv-d"), heartbeatIntervalMs: 500 }));
+    await executeCapacityCommand(
+      h.store,
+      { type: "RegisterHypervisor", hostId: "hv-d", name: "hv-d", datacenter: DC, capacity: { vcpus: 8, memoryMiB: 16384, diskGiB: 200 }, overcommit: { cpu: 1, memory: 1, disk: 1 }, at: new Date().toISOString() },
+      ctx,
+    );
+    await h.waitFor([taskId], succeeded, 60_000, "the 8th VM's create");
+    expect((await loadVm(h.store, "web-8")).state.placement!.chosen.hostId).toBe("hv-d");
+  }, 90_000);
+
   it("disk image reference counting: two VMs share a disk; deleting it leaves it terminating; deleting both VMs deletes it and removes its files", async () => {
     const shared = { name: "shared", mode: "CreateIfNotExist" as const };
     const tasks = [await createVm("db-1", { disk: shared }), await createVm("db-2", { disk: { name: "shared", mode: "FailIfNotExist" } })];
