@@ -18,8 +18,10 @@ import { ensureInstallerPayload, LAB_CACHE_DIR, newcArchive } from "../../../sup
  *
  * on ttyS0. Then it waits for the ACPI power button (evdev + button
  * modules; the "Power Button" input device), as a guest OS would, and powers
- * off when it is pressed (QEMU exits), or after 120 s without it. Lines start
- * with `DV-SEED:`.
+ * off when it is pressed (QEMU exits), or after 120 s without it
+ * (`dv.acpi_wait=<seconds>|forever` on the kernel command line changes that:
+ * a VM that must stay up for a long test waits forever). Lines start with
+ * `DV-SEED:`.
  */
 
 export const SEED_INIT = `#!/bin/busybox sh
@@ -55,6 +57,8 @@ else
     say "mount $DEV failed"
   fi
 fi
+WAIT=120
+for arg in $(cat /proc/cmdline); do case "$arg" in dv.acpi_wait=*) WAIT="\${arg#dv.acpi_wait=}";; esac; done
 BTN=
 for e in /sys/class/input/event*; do
   [ "$(cat "$e/device/name" 2>/dev/null)" = "Power Button" ] && BTN=/dev/input/\${e##*/} && break
@@ -64,7 +68,8 @@ if [ -n "$BTN" ]; then
   # that comes right after the line below is not lost. One input_event (24 bytes) = a press.
   exec 3<"$BTN"
   say "waiting for the ACPI power button on $BTN"
-  if timeout 120 dd of=/dev/null bs=24 count=1 <&3 2>/dev/null; then say "ACPI power button pressed"; fi
+  if [ "$WAIT" = forever ]; then dd of=/dev/null bs=24 count=1 <&3 2>/dev/null && say "ACPI power button pressed"
+  elif timeout "$WAIT" dd of=/dev/null bs=24 count=1 <&3 2>/dev/null; then say "ACPI power button pressed"; fi
   exec 3<&-
 else
   say "no ACPI power button device"
