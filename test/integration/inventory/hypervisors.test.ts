@@ -119,9 +119,9 @@ describe("hypervisors from the inventory import", () => {
 
   it("a hypervisor's sshPortRange sets its SSH port pool; importing it again changes nothing; a range that leaves a held port out is refused at its path", async () => {
     const withRange = (first: number, last: number): InventoryDocument => {
-      const d = structuredClone(doc());
-      (d.datacenters[0]!.racks[0]!.hosts[1] as { sshPortRange?: unknown }).sshPortRange = { first, last };
-      return d;
+      const d = structuredClone(doc()) as unknown as { datacenters: Array<{ racks: Array<{ hosts: Array<Record<string, unknown>> }> }> };
+      d.datacenters[0]!.racks[0]!.hosts[1]!.sshPortRange = { first, last };
+      return d as unknown as InventoryDocument;
     };
     expect(validateInventoryDocument(withRange(23000, 23009)).ok).toBe(true);
     const report = await importInventory({ store: db.store, secrets: null }, withRange(23000, 23009), { dryRun: false }, context);
