@@ -12,15 +12,15 @@ import { z } from "zod";
  * | 400 | validation_failed, malformed_body, command_invalid, invalid_if_match, invalid_cursor, invalid_idempotency_key, invalid_position, bad_request (other 4xx from the framework keep their status) |
  * | 401 | unauthenticated, invalid_token, invalid_credentials, install_token_invalid (boot service: no current, unused install token), wipe_token_invalid (the same for a wipe) |
  * | 403 | forbidden, scope_mismatch |
- * | 404 | boot_asset_not_found, tenant_not_found, project_not_found, environment_not_found, service_account_not_found, task_not_found, dead_letter_not_found, route_not_found |
- * | 409 | tenant_exists, project_exists, environment_exists, project_name_taken, environment_name_taken, tenant_suspended, project_archived, project_has_active_environments, subject_kind_mismatch, task_finished, task_not_failed, concurrency_conflict, idempotency_key_in_use |
+ * | 404 | boot_asset_not_found, tenant_not_found, project_not_found, environment_not_found, service_account_not_found, task_not_found, dead_letter_not_found, datacenter_not_found, host_not_found, hypervisor_not_found, image_not_found, disk_image_not_found, vm_not_found, route_not_found |
+ * | 409 | tenant_exists, project_exists, environment_exists, project_name_taken, environment_name_taken, tenant_suspended, project_archived, project_has_active_environments, subject_kind_mismatch, task_finished, task_not_failed, image_version_immutable, vm_invalid_state, vm_not_placed, concurrency_conflict, idempotency_key_in_use |
  * | 412 | precondition_failed (If-Match named a version the tenant stream is no longer at) |
  * | 413 | body_too_large |
  * | 415 | unsupported_media_type |
  * | 422 | invalid_name, invalid_quota, invalid_role, invalid_subject, quota_exceeds_tenant_limit, quota_below_project_limit, idempotency_key_reused, and any domain code not listed here |
  * | 429 | rate_limited (with Retry-After) |
  * | 500 | internal_error (no stack; logged with the correlation id) |
- * | 503 | identity_provider_unavailable (the OIDC provider cannot be reached; with Retry-After), dlq_unavailable (no NATS behind /v1/dlq now; with Retry-After), boot_config_unavailable (the boot service has no Talos secrets for the node's cluster, or its inputs are refused) |
+ * | 503 | identity_provider_unavailable (the OIDC provider cannot be reached; with Retry-After), dlq_unavailable (no NATS behind /v1/dlq now; with Retry-After), console_unavailable (no NATS, or the VM's hypervisor worker does not answer), boot_config_unavailable (the boot service has no Talos secrets for the node's cluster, or its inputs are refused) |
  * | 504 | projection_lagging (a read's minPosition was not reached in time) |
  *
  * 409 means "conflicts with the resource's current state: change the state
@@ -59,6 +59,10 @@ export const PROBLEM_KINDS = {
   dead_letter_not_found: { status: 404, title: "Dead letter not found" },
   datacenter_not_found: { status: 404, title: "Datacenter not found" },
   host_not_found: { status: 404, title: "Host not found" },
+  hypervisor_not_found: { status: 404, title: "Hypervisor not found" },
+  image_not_found: { status: 404, title: "Image not found" },
+  disk_image_not_found: { status: 404, title: "Disk image not found" },
+  vm_not_found: { status: 404, title: "VM not found" },
   route_not_found: { status: 404, title: "No such route" },
   boot_asset_not_found: { status: 404, title: "No such boot asset" },
   tenant_exists: { status: 409, title: "The tenant exists already" },
@@ -72,6 +76,9 @@ export const PROBLEM_KINDS = {
   subject_kind_mismatch: { status: 409, title: "The subject is of another kind" },
   task_finished: { status: 409, title: "The task has finished" },
   task_not_failed: { status: 409, title: "The task has not failed" },
+  image_version_immutable: { status: 409, title: "The image version exists with other content" },
+  vm_invalid_state: { status: 409, title: "The VM's state does not allow this" },
+  vm_not_placed: { status: 409, title: "The VM has no hypervisor yet" },
   identity_change_not_found: { status: 409, title: "No identity change is waiting for approval" },
   identity_change_superseded: { status: 409, title: "Another identity change is waiting now" },
   concurrency_conflict: { status: 409, title: "The resource changed concurrently" },
@@ -91,6 +98,7 @@ export const PROBLEM_KINDS = {
   internal_error: { status: 500, title: "Internal error" },
   identity_provider_unavailable: { status: 503, title: "The identity provider cannot be reached" },
   dlq_unavailable: { status: 503, title: "The dead-letter queue cannot be reached" },
+  console_unavailable: { status: 503, title: "The VM's console cannot be read now" },
   boot_config_unavailable: { status: 503, title: "The node's machine config cannot be made now" },
   projection_lagging: { status: 504, title: "The read model did not reach the requested position in time" },
 } as const satisfies Record<string, ProblemKind>;

@@ -7,10 +7,7 @@ export const PLANNED = {
   dvce: {
     service: "Maskin",
     areas: [
-      ["bare metal", "enrol, power, PXE-install and retire physical hosts through their BMCs"],
-      ["hypervisors", "turn hosts into hypervisors and see their capacity"],
-      ["VMs", "create, resize, power and migrate virtual machines"],
-      ["images", "upload and publish OS and VM images"],
+      ["VM resize and migration", "change a VM's size; move VMs off a drained hypervisor"],
     ],
   },
   dvke: {

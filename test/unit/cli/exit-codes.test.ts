@@ -177,14 +177,15 @@ describe("exit codes end to end through main()", () => {
     const env = cleanEnv({ DV_CONFIG: "/nonexistent/config.json" });
     const help = await runCli("dvce", ["--help"], env);
     expect(help.code).toBe(0);
-    for (const area of ["bare metal", "hypervisors", "VMs", "images"]) expect(help.stdout).toContain(area);
+    for (const command of ["host", "hypervisor", "vm", "image", "disk"]) expect(help.stdout).toMatch(new RegExp(`^  ${command}\\b`, "m"));
+    expect(help.stdout).toContain("VM resize and migration");
     const bare = await runCli("dvnet", [], env);
     expect(bare.code).toBe(0);
     for (const area of ["networks", "VLANs", "IPAM", "DNS"]) expect(bare.stdout).toContain(area);
     expect((await runCli("dvke", ["--help"], env)).stdout).toContain("Kubernetes clusters");
     expect((await runCli("dvos", ["--help"], env)).stdout).toContain("object storage");
     expect((await runCli("dvapp", ["--help"], env)).stdout).toContain("apps");
-    const unknown = await runCli("dvce", ["vm", "list"], env);
+    const unknown = await runCli("dvce", ["cluster", "list"], env);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain("unknown command");
   });
