@@ -425,7 +425,7 @@ describe("REST /v1 against Postgres", () => {
       expect(ready.statusCode).toBe(200);
       expect(json(ready.body)).toMatchObject({
         status: "ready",
-        checks: { postgres: { ok: true }, projections: { ok: true, items: [{ name: "tenancy", ok: true }, { name: "tasks", ok: true }, { name: "inventory", ok: true }] } },
+        checks: { postgres: { ok: true }, projections: { ok: true, items: [{ name: "tenancy", ok: true }, { name: "tasks", ok: true }, { name: "inventory", ok: true }, { name: "maskin_vms", ok: true }] } },
       });
       const metrics = await h.app.inject({ method: "GET", url: "/metrics" });
       expect(metrics.statusCode).toBe(200);
