@@ -6,6 +6,7 @@ import { eventStoreBenchmarks } from "./eventstore.ts";
 import { graphqlBenchmarks } from "./graphql.ts";
 import { pgbenchBaseline } from "./pgbench.ts";
 import { placementBenchmarks } from "./placement.ts";
+import { vmBenchmarks } from "./vms.ts";
 import { relayBenchmarks } from "./relay.ts";
 import { sagaBenchmarks } from "./sagas.ts";
 import { logBenchmarks } from "./tenancy-log.ts";
@@ -38,6 +39,7 @@ const GROUPS: ReadonlyArray<readonly [name: string, run: () => Promise<BenchResu
   ["relay", () => relayBenchmarks({ events: quick ? 20_000 : 100_000 })],
   ["sagas", () => sagaBenchmarks({ sagas: quick ? 200 : 1_000 })],
   ["placement", () => placementBenchmarks({ rounds: quick ? 3 : 7 })],
+  ["vms", () => vmBenchmarks({ vms: quick ? 5 : 15 })],
 ];
 const unknown = only?.filter((name) => !GROUPS.some(([group]) => group === name)) ?? [];
 if (only && (only.length === 0 || unknown.length > 0)) {
