@@ -269,9 +269,9 @@ describe("VM sagas over the real runtime with recording hypervisor workers", () 
 
   it("disk image reference counting: two VMs share a disk; deleting it leaves it terminating; deleting both VMs deletes it and removes its files", async () => {
     const shared = { name: "shared", mode: "CreateIfNotExist" as const };
-    const tasks = [await createVm("db-1", { disk: shared }), await createVm("db-2", { disk: { name: "shared", mode: "FailIfNotExist" } })];
-    await h.waitFor([tasks[0]!], succeeded, 60_000, "db-1");
-    await h.waitFor([tasks[1]!], succeeded, 60_000, "db-2");
+    // db-2 only references the disk (FailIfNotExist): it is asked for once db-1 has created it.
+    await h.waitFor([await createVm("db-1", { disk: shared })], succeeded, 60_000, "db-1");
+    await h.waitFor([await createVm("db-2", { disk: { name: "shared", mode: "FailIfNotExist" } })], succeeded, 60_000, "db-2");
     let disk = (await loadDiskImage(h.store, DC, "shared")).state;
     expect([...disk.references.keys()].sort()).toEqual(["db-1", "db-2"]);
 
