@@ -224,12 +224,18 @@ function stopRunningWork(task: ExistingTask, reason: string): SagaAction[] {
     .map((s) => ({ type: "cancel-work" as const, service: s.request!.service, requestId: s.request!.requestId, reason }));
 }
 
-/** Stop the running request, undo completed steps in reverse (those that declare how), then confirm. */
+/**
+ * Stop the running request, undo the running step and then the completed
+ * steps in reverse (those that declare how), then confirm. The running step
+ * is undone too: it may have done part of its work (a wait step that
+ * reserved and then blocked, a request the worker carried out before the
+ * cancel reached it); compensations are idempotent, so undoing nothing is fine.
+ */
 function cancel(saga: TaskSaga<any>, task: ExistingTask, now: Date): SagaAction[] {
   if (isTerminal(task)) return [...stopRunningWork(task, `task ${task.status}`), { type: "forget-task" }];
   const reason = `task cancelled: ${task.cancellation?.reason ?? "cancelled"}`;
-  const completed = task.steps.filter((s) => s.status === "completed").map((s) => s.name).reverse();
-  const undo = completed.filter((name) => saga.steps[name]?.compensate);
+  const touched = task.steps.filter((s) => s.status === "completed" || s.status === "running").map((s) => s.name).reverse();
+  const undo = touched.filter((name) => saga.steps[name]?.compensate);
   return [
     ...stopRunningWork(task, reason),
     ...(undo.length ? [{ type: "compensate" as const, steps: undo }] : []),

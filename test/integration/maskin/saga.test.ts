@@ -335,7 +335,7 @@ describe("maskin host sagas (real NATS + Postgres, fake maskin worker)", () => {
     expect((await loadPool(h.store, DC)).allocations.has("h5")).toBe(false);
   });
 
-  it("a release cancelled while its BMC never answers (before any step completed) does not keep the host: the next release takes over", async () => {
+  it("a release cancelled while its BMC never answers (before any step completed) does not keep the host: the running step's compensation fails the release, the next release takes over", async () => {
     // h2 is ready (second test). Its BMC is gone: the first power-off never gets through.
     unreachable.set("h2", 1_000_000);
     const { taskId: first, scope } = await release("h2");
@@ -347,9 +347,10 @@ describe("maskin host sagas (real NATS + Postgres, fake maskin worker)", () => {
       scope: taskEnvelopeScope(scope),
     });
     await h.waitFor([first], (t) => t.status === "cancelled", 20_000, "cancelled");
-    expect((await loadHost(h.store, "h2")).state).toBe("releasing"); // no step completed: nothing to compensate
+    // No step completed, but the running power-off's compensation (run before the cancellation is confirmed) records the failed release.
+    expect(await loadHost(h.store, "h2")).toMatchObject({ state: "release_failed", releaseFailure: { taskId: first } });
 
-    // The next release records the ended task's failure and takes over.
+    // The next release takes over.
     unreachable.set("h2", 0);
     const { taskId: second } = await release("h2");
     expect(await loadHost(h.store, "h2")).toMatchObject({ state: "releasing", releaseTaskId: second });

@@ -322,6 +322,17 @@ describe("VM sagas over the real runtime with recording hypervisor workers", () 
     expect((await vmRow("orphan-1")).lifecycle).toBe("failed");
   }, 90_000);
 
+  it("cancelling a create while its placement is blocked on capacity fails the VM (no VM stays placing)", async () => {
+    const taskId = await createVm("too-big", { resources: { vcpus: 1, memoryMiB: 1_000_000, diskGiB: 1 } });
+    const [blocked] = await h.waitFor([taskId], (t) => t.blocked !== null, 30_000, "the create to block on capacity");
+    expect(blocked!.blocked).toMatchObject({ step: "place", kind: "soft" });
+    await executeTaskCommand(h.store, { type: "RequestCancellation", taskId, reason: "changed my mind", at: new Date().toISOString() }, { actor: USER, correlationId: "cancel-too-big", scope: { tenantId: "acme" } });
+    await h.waitFor([taskId], (t) => t.status === "cancelled", 30_000, "the create to be cancelled");
+    const state = (await loadVm(h.store, "too-big")).state;
+    expect(state.lifecycle).toBe("failed");
+    expect(state.failure).toContain("task cancelled: changed my mind");
+  }, 60_000);
+
   it("stop, start, reboot and reconcile go to the VM's hypervisor; reconcile of a VM in sync answers 'in sync'", async () => {
     const vmId = "web-2";
     const host = (await loadVm(h.store, vmId)).state.placement!.chosen.hostId;

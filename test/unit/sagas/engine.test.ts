@@ -112,7 +112,7 @@ describe("step engine decisions", () => {
     expect(reactToRetryTimer(saga, s.state, "reserve", new Date(retryAt))).toEqual([]);
   });
 
-  it("cancellation: cancels the running request, compensates completed steps in reverse, confirms", () => {
+  it("cancellation: cancels the running request, compensates the running step and then the completed steps in reverse, confirms", () => {
     const s = created();
     for (const step of ["reserve", "configure"] as const) {
       s.send({ type: "StartStep", taskId: T, step, at });
@@ -124,7 +124,7 @@ describe("step engine decisions", () => {
     const [requested] = s.send({ type: "RequestCancellation", taskId: T, reason: "user changed their mind", at });
     expect(reactToTaskEvent(saga, requested!, s.state, now)).toEqual([
       { type: "cancel-work", service: "maskin", requestId: `${T}:power:1`, reason: "task cancelled: user changed their mind" },
-      { type: "compensate", steps: ["reserve"] },
+      { type: "compensate", steps: ["power", "reserve"] },
       { type: "command", command: { type: "ConfirmCancellation", taskId: T, at } },
     ]);
   });
