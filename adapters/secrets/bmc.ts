@@ -32,5 +32,6 @@ export async function bmcEndpointOf(
     port: host.bmc.port,
     username: host.bmc.username,
     password: await secrets.reveal(host.bmc.credentialRef),
+    ...(host.bmc.cipherSuite !== undefined ? { cipherSuite: host.bmc.cipherSuite } : {}),
   };
 }

@@ -101,6 +101,7 @@ export const inventoryJsonSchema = {
                           address,
                           port: { type: "integer", minimum: 1, maximum: 65535, description: "Default 623 (ipmi), 443 (redfish)" },
                           username: { type: "string", minLength: 1, maxLength: 200 },
+                          cipherSuite: { type: "integer", minimum: 0, maximum: 255, description: "IPMI lanplus cipher suite (ipmitool -C); default 3, many current BMCs want 17" },
                           password: { type: "string", minLength: 1, maxLength: 1024, description: "Stored encrypted; events carry only a reference" },
                           passwordFile: { type: "string", minLength: 1, description: "File holding the password, relative to the inventory file (read by the CLI)" },
                         },

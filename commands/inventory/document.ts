@@ -56,6 +56,8 @@ export interface DocBmc {
   readonly address: string;
   readonly port?: number;
   readonly username: string;
+  /** IPMI lanplus cipher suite (ipmitool `-C`). */
+  readonly cipherSuite?: number;
   readonly password?: string;
   /** Resolved by the client (dvce reads the file next to the inventory file); the server never reads paths. */
   readonly passwordFile?: string;

@@ -333,7 +333,14 @@ function hostCommand(datacenter: string, rack: string, hostId: string, host: Doc
     macs: host.macs,
     role: host.role ?? "bare-metal",
     bmc: host.bmc
-      ? { driver: host.bmc.driver, address: host.bmc.address, ...(host.bmc.port !== undefined ? { port: host.bmc.port } : {}), username: host.bmc.username, credentialRef }
+      ? {
+          driver: host.bmc.driver,
+          address: host.bmc.address,
+          ...(host.bmc.port !== undefined ? { port: host.bmc.port } : {}),
+          username: host.bmc.username,
+          credentialRef,
+          ...(host.bmc.cipherSuite !== undefined ? { cipherSuite: host.bmc.cipherSuite } : {}),
+        }
       : null,
     changeId,
   };

@@ -31,6 +31,8 @@ export const BmcEndpointInputSchema = z.strictObject({
   port: z.int().min(1).max(65535).optional(),
   username: z.string().min(1).max(200),
   credentialRef: SecretRefSchema.nullish(),
+  /** IPMI only: lanplus cipher suite (ipmitool `-C`); absent: the driver's default. */
+  cipherSuite: z.int().min(0).max(255).optional(),
 });
 
 export const RegisterHostSchema = z.strictObject({

@@ -99,6 +99,7 @@ function bmcSettingsOf(command: RegisterHost): BmcSettings | null {
     port: command.bmc.port ?? DEFAULT_BMC_PORTS[command.bmc.driver],
     username: command.bmc.username,
     credentialRef: command.bmc.credentialRef ?? null,
+    ...(command.bmc.cipherSuite !== undefined ? { cipherSuite: command.bmc.cipherSuite } : {}),
   };
 }
 
@@ -114,6 +115,7 @@ function changedAttributes(host: HostState, next: HostAttributes): string[] {
     if (a.port !== b.port) changed.push("bmc.port");
     if (a.username !== b.username) changed.push("bmc.username");
     if (a.credentialRef !== b.credentialRef) changed.push("bmc.credential");
+    if (a.cipherSuite !== b.cipherSuite) changed.push("bmc.cipherSuite");
   }
   return changed;
 }

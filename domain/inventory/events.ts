@@ -30,6 +30,8 @@ export const BmcSettingsSchema = z.object({
   username: z.string().min(1).max(200),
   /** Reference into the secret store; null when no password is known yet. */
   credentialRef: SecretRefSchema.nullable(),
+  /** IPMI lanplus cipher suite (ipmitool `-C`); absent: the driver's default (3). Many current BMCs want 17. */
+  cipherSuite: z.int().min(0).max(255).optional(),
 });
 export type BmcSettings = z.infer<typeof BmcSettingsSchema>;
 

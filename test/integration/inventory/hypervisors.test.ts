@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { importInventory, InventoryImportError } from "../../../commands/inventory/index.ts";
+import { importInventory, InventoryImportError, loadDatacenter } from "../../../commands/inventory/index.ts";
 import type { InventoryDocument } from "../../../commands/inventory/index.ts";
 import { executePortCommand, loadHypervisor, loadPortPool } from "../../../commands/maskin/vm/index.ts";
 import { validateInventoryDocument } from "../../../api/schemas/inventory.ts";
@@ -139,5 +139,25 @@ describe("hypervisors from the inventory import", () => {
       expect.objectContaining({ path: "datacenters[0].racks[0].hosts[1].sshPortRange", code: "ssh_port_range_conflict" }),
     ]);
     expect((await loadPortPool(db.store, hostId)).state.range).toEqual({ first: 23000, last: 23009 });
+  });
+
+  it("a BMC's cipherSuite (ipmitool -C) is kept with the host's BMC settings; a change is reported as bmc.cipherSuite", async () => {
+    const withSuite = (cipherSuite: number): InventoryDocument => ({
+      datacenters: [{ name: "cipherdc", racks: [{ name: "r01", hosts: [{ name: "old-bmc", serial: "C-SN-1", macs: ["52:54:00:c1:00:01"], bmc: { driver: "ipmi", address: "10.9.0.1", username: "admin", cipherSuite } }] }] }],
+    });
+    expect(validateInventoryDocument(withSuite(17)).ok).toBe(true);
+    expect(validateInventoryDocument(withSuite(256)).ok).toBe(false);
+    const first = await importInventory({ store: db.store, secrets: null }, withSuite(17), { dryRun: false }, context);
+    const hostId = hostIdOf(first, "old-bmc");
+    const bmcOf = async () => {
+      const dc = await loadDatacenter(db.store, "cipherdc");
+      if (dc.status !== "present") throw new Error("datacenter cipherdc was not imported");
+      return dc.hosts.get(hostId)!.bmc;
+    };
+    expect(await bmcOf()).toMatchObject({ driver: "ipmi", cipherSuite: 17 });
+    expect((await importInventory({ store: db.store, secrets: null }, withSuite(17), { dryRun: false }, context)).position).toBeNull();
+    const changed = await importInventory({ store: db.store, secrets: null }, withSuite(3), { dryRun: false }, context);
+    expect(changed.items.find((i) => i.name === "old-bmc")).toMatchObject({ outcome: "updated", changes: ["bmc.cipherSuite"] });
+    expect(await bmcOf()).toMatchObject({ cipherSuite: 3 });
   });
 });

@@ -98,6 +98,8 @@ describe("PostgresSecretStore", () => {
     const credentialRef = await store.put("ipmi-pw", "bmc:osl1/node-09");
     const endpoint = await bmcEndpointOf({ name: "node-09", bmcAddress: "127.0.0.1", bmc: { driver: "ipmi", port: 9623, username: "admin", credentialRef } }, store);
     expect(endpoint).toEqual({ driver: "ipmi", address: "127.0.0.1", port: 9623, username: "admin", password: "ipmi-pw" });
+    const suite17 = await bmcEndpointOf({ name: "node-09", bmcAddress: "127.0.0.1", bmc: { driver: "ipmi", port: 9623, username: "admin", credentialRef, cipherSuite: 17 } }, store);
+    expect(suite17).toMatchObject({ cipherSuite: 17, password: "ipmi-pw" });
     await expect(bmcEndpointOf({ name: "x", bmcAddress: null, bmc: null }, store)).rejects.toThrow(/no BMC/);
   });
 });
