@@ -1,7 +1,7 @@
 import { execFile as execFileCb } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -191,6 +191,19 @@ export class ImageStore {
       }
       return { path, created: true };
     });
+  }
+
+  /** The disk image generations in the store (sorted by name, then generation); temporary files are not listed. */
+  async listDisks(): Promise<Array<{ name: string; generation: number; path: string }>> {
+    const entries = await readdir(join(this.root, "disks")).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") return [] as string[];
+      throw error;
+    });
+    return entries
+      .map((entry) => /^(.+)-g(\d+)\.qcow2$/.exec(entry))
+      .filter((m): m is RegExpExecArray => m !== null && NAME.test(m[1]!))
+      .map((m) => ({ name: m[1]!, generation: Number(m[2]), path: join(this.root, "disks", m[0]) }))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.generation - b.generation));
   }
 
   /** Deletes a disk image generation; `removed` is false when it was not there. */

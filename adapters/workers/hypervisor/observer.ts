@@ -22,7 +22,13 @@ import type { VmRunState, VmRuntime } from "../../qemu/port.ts";
  *    observation: the vms projection then shows the drift;
  * 3. the QEMU processes with no VM record here (unknown, deleted, or placed
  *    on another host: `orphanProcesses`) are recorded on the hypervisor's
- *    capacity stream as `RecordHypervisorOrphans` when the set changes.
+ *    capacity stream as `RecordHypervisorOrphans` when the set changes;
+ * 4. with a disk store, the disk image generations in it that the read model
+ *    says are gone (the disk image was deleted, or was deleted and created
+ *    again: a newer generation) are removed: the delete saga's `disk-remove`
+ *    reaches only the host of the last VM that used the disk, and copies made
+ *    for earlier VMs on other hosts would stay forever. A disk image the read
+ *    model does not know (yet) is kept: lag must never delete a disk.
  *
  * It never acts on a VM: reads only. It writes Postgres itself through the
  * command handlers, as the power observer does (DATABASE_URL).
@@ -62,6 +68,8 @@ export interface VmObserverOptions {
   readonly hostId: string;
   readonly datacenter: string;
   readonly runtime: Pick<VmRuntime, "status" | "list">;
+  /** This host's disk image store (step 4); absent: no disk collection. */
+  readonly disks?: { listDisks(): Promise<Array<{ name: string; generation: number }>>; removeDisk(name: string, generation: number): Promise<{ removed: boolean }> };
   readonly store: CommandStore;
   /** The database holding the maskin_vms read model. */
   readonly db: Kysely<any>;
@@ -76,6 +84,8 @@ export interface VmObservationRound {
   readonly recorded: ReadonlyArray<{ readonly vmId: string; readonly observed: VmObservedState }>;
   readonly orphans: readonly string[];
   readonly orphansRecorded: boolean;
+  /** Disk image generations removed from this host's store (`<name>-g<generation>`). */
+  readonly disksRemoved: readonly string[];
 }
 
 export class VmObserver {
@@ -161,6 +171,29 @@ export class VmObserver {
         this.options.onError?.(error, `recording orphan QEMU processes on host ${hostId}`);
       }
     }
-    return { at: this.#now().toISOString(), vms: rows.length, recorded, orphans, orphansRecorded };
+    const disksRemoved = await this.#collectDisks();
+    return { at: this.#now().toISOString(), vms: rows.length, recorded, orphans, orphansRecorded, disksRemoved };
+  }
+
+  /** Step 4 of a round (see the file comment). */
+  async #collectDisks(): Promise<string[]> {
+    const disks = this.options.disks;
+    if (!disks) return [];
+    const removed: string[] = [];
+    try {
+      const held = await disks.listDisks();
+      if (held.length === 0) return removed;
+      const rows = await this.#db.selectFrom("disk_images").select(["name", "status", "generation"]).where("datacenter", "=", this.options.datacenter).execute();
+      const known = new Map(rows.map((row) => [row.name, row] as const));
+      for (const disk of held) {
+        const row = known.get(disk.name);
+        const gone = row !== undefined && (row.generation > disk.generation || (row.generation === disk.generation && row.status === "deleted"));
+        if (!gone) continue;
+        if ((await disks.removeDisk(disk.name, disk.generation)).removed) removed.push(`${disk.name}-g${disk.generation}`);
+      }
+    } catch (error) {
+      this.options.onError?.(error, `collecting deleted disk images on host ${this.options.hostId}`);
+    }
+    return removed;
   }
 }

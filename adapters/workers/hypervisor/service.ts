@@ -81,6 +81,7 @@ export function openHypervisorService(context: WorkerServiceContext): OpenedHype
       hostId,
       datacenter: context.datacenter,
       runtime: machine.runtime,
+      disks: machine.store,
       store: database.store,
       db: createKysely(pool),
       intervalMs,

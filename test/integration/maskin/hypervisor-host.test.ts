@@ -1,7 +1,7 @@
 import { execFile as execFileCb } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdtemp, readdir, rm, stat } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -15,7 +15,7 @@ import { HYPERVISOR_SERVICE } from "../../../adapters/workers/hypervisor/service
 import { WorkResultMessageSchema, type WorkRequestMessage, type WorkResultMessage } from "../../../adapters/workers/port.ts";
 import { JetStreamSagaBus } from "../../../adapters/workers/saga-bus.ts";
 import { startWorkers, type WorkersHandle } from "../../../cli/up/sagas.ts";
-import { executeCapacityCommand, executeVmCommand, loadHypervisor } from "../../../commands/maskin/vm/index.ts";
+import { executeCapacityCommand, executeDiskImageCommand, executeVmCommand, loadHypervisor } from "../../../commands/maskin/vm/index.ts";
 import { candidateFrom, placeVm } from "../../../domain/maskin/vm/index.ts";
 import { allProjections, ProjectionRunner } from "../../../projections/index.ts";
 import type { MaskinVmTables } from "../../../projections/maskin/vms.ts";
@@ -363,4 +363,32 @@ describe("the VM runtime observer", () => {
     expect(output(await run("vm-destroy", { vmId }))).toMatchObject({ wasRunning: true });
     expect(await until(async () => !(await orphansOf()).includes(vmId), 20_000)).toBe(true);
   }, 90_000);
+});
+
+describe("the observer's disk collection", () => {
+  it("removes this host's copies of deleted disk image generations (and superseded ones), keeps live ones and those the read model does not know yet", async () => {
+    const disks = join(runRoot, "store", "disks");
+    await mkdir(disks, { recursive: true });
+    const at = () => new Date().toISOString();
+    const template = { image: { name: "tiny", version: "1" }, sizeGiB: 1, storageClass: "local" };
+    // gc-old: created for a VM, released and deleted (generation 1), then created again (generation 2).
+    await executeDiskImageCommand(h.store, { type: "ReferenceDiskImage", datacenter: DC, name: "gc-old", vmId: "gc-vm-1", mode: "CreateIfNotExist", template, taskId: "t-gc-1", at: at() }, context);
+    await executeDiskImageCommand(h.store, { type: "ReleaseDiskImageReference", datacenter: DC, name: "gc-old", vmId: "gc-vm-1", taskId: "t-gc-2", at: at() }, context);
+    await executeDiskImageCommand(h.store, { type: "DeleteDiskImage", datacenter: DC, name: "gc-old", taskId: "t-gc-3", at: at() }, context);
+    await executeDiskImageCommand(h.store, { type: "ReferenceDiskImage", datacenter: DC, name: "gc-old", vmId: "gc-vm-2", mode: "CreateIfNotExist", template, taskId: "t-gc-4", at: at() }, context);
+    // gc-gone: deleted, never created again; gc-live: referenced.
+    await executeDiskImageCommand(h.store, { type: "ReferenceDiskImage", datacenter: DC, name: "gc-gone", vmId: "gc-vm-3", mode: "CreateIfNotExist", template, taskId: "t-gc-5", at: at() }, context);
+    await executeDiskImageCommand(h.store, { type: "ReleaseDiskImageReference", datacenter: DC, name: "gc-gone", vmId: "gc-vm-3", taskId: "t-gc-6", at: at() }, context);
+    await executeDiskImageCommand(h.store, { type: "DeleteDiskImage", datacenter: DC, name: "gc-gone", taskId: "t-gc-7", at: at() }, context);
+    await executeDiskImageCommand(h.store, { type: "ReferenceDiskImage", datacenter: DC, name: "gc-live", vmId: "gc-vm-4", mode: "CreateIfNotExist", template, taskId: "t-gc-8", at: at() }, context);
+    for (const file of ["gc-old-g1", "gc-old-g2", "gc-gone-g1", "gc-live-g1", "gc-unknown-g1"]) await writeFile(join(disks, `${file}.qcow2`), "disk");
+
+    const present = async () => (await readdir(disks)).filter((f) => f.startsWith("gc-")).sort();
+    const collected = await until(async () => {
+      const files = await present();
+      return !files.includes("gc-old-g1.qcow2") && !files.includes("gc-gone-g1.qcow2");
+    }, 20_000);
+    expect(collected, `still there: ${(await present()).join(", ")}`).toBe(true);
+    expect(await present()).toEqual(["gc-live-g1.qcow2", "gc-old-g2.qcow2", "gc-unknown-g1.qcow2"]);
+  }, 60_000);
 });
