@@ -6,6 +6,7 @@ import { orphanProcesses, type VmLifecycle } from "../../../domain/maskin/vm/ind
 import { liveSchema } from "../../../projections/projection.ts";
 import { maskinVmsProjection, type MaskinVmTables } from "../../../projections/maskin/vms.ts";
 import type { VmRunState, VmRuntime } from "../../qemu/port.ts";
+import { PeriodicRounds } from "../periodic.ts";
 
 /**
  * The VM runtime observer of one hypervisor host, run by its hypervisor
@@ -89,45 +90,23 @@ export interface VmObservationRound {
 }
 
 export class VmObserver {
-  readonly #intervalMs: number;
   readonly #now: () => Date;
   readonly #db: Kysely<MaskinVmTables>;
+  readonly #loop: PeriodicRounds;
   #orphans: readonly string[] | null = null;
-  #timer: NodeJS.Timeout | null = null;
-  #running: Promise<unknown> | null = null;
-  #stopped = true;
 
   constructor(private readonly options: VmObserverOptions) {
-    this.#intervalMs = options.intervalMs ?? DEFAULT_VM_OBSERVE_INTERVAL_MS;
     this.#now = options.now ?? (() => new Date());
+    this.#loop = new PeriodicRounds(() => this.round(), options.intervalMs ?? DEFAULT_VM_OBSERVE_INTERVAL_MS, (error) => options.onError?.(error, "VM observer round"));
     this.#db = (options.db as Kysely<MaskinVmTables>).withSchema(liveSchema(maskinVmsProjection));
   }
 
   start(): void {
-    if (!this.#stopped) return;
-    this.#stopped = false;
-    this.#schedule(0);
+    this.#loop.start();
   }
 
-  async stop(): Promise<void> {
-    this.#stopped = true;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = null;
-    await this.#running?.catch(() => {});
-  }
-
-  #schedule(delayMs: number): void {
-    if (this.#stopped) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = null;
-      this.#running = this.round()
-        .catch((error: unknown) => this.options.onError?.(error, "VM observer round"))
-        .finally(() => {
-          this.#running = null;
-          this.#schedule(this.#intervalMs);
-        });
-    }, delayMs);
-    this.#timer.unref?.();
+  stop(): Promise<void> {
+    return this.#loop.stop();
   }
 
   /** One round (see the file comment). */

@@ -3,6 +3,7 @@ import { executeHostCommand, loadHost } from "../../../commands/maskin/index.ts"
 import type { CommandStore } from "../../../commands/pipeline.ts";
 import { initialPowerSync, observePower, type HostPowerStateObserved, type PowerRead, type PowerSyncState } from "../../../domain/maskin/power-sync.ts";
 import type { BmcAccess } from "./bmc.ts";
+import { PeriodicRounds } from "../periodic.ts";
 
 /**
  * The power observer of one datacenter (domain/maskin/README.md, power-state
@@ -45,15 +46,12 @@ export const DEFAULT_OBSERVE_INTERVAL_MS = 30_000;
 
 export class PowerObserver {
   readonly #states = new Map<string, PowerSyncState>();
-  readonly #intervalMs: number;
   readonly #now: () => Date;
-  #timer: NodeJS.Timeout | null = null;
-  #running: Promise<unknown> | null = null;
-  #stopped = true;
+  readonly #loop: PeriodicRounds;
 
   constructor(private readonly options: PowerObserverOptions) {
-    this.#intervalMs = options.intervalMs ?? DEFAULT_OBSERVE_INTERVAL_MS;
     this.#now = options.now ?? (() => new Date());
+    this.#loop = new PeriodicRounds(() => this.round(), options.intervalMs ?? DEFAULT_OBSERVE_INTERVAL_MS, (error) => options.onError?.(error, "power observer round"));
   }
 
   /** What the observer holds for a host now (null before its first read). */
@@ -63,30 +61,11 @@ export class PowerObserver {
 
   /** Starts the periodic loop (first round at once). */
   start(): void {
-    if (!this.#stopped) return;
-    this.#stopped = false;
-    this.#schedule(0);
+    this.#loop.start();
   }
 
-  async stop(): Promise<void> {
-    this.#stopped = true;
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = null;
-    await this.#running?.catch(() => {});
-  }
-
-  #schedule(delayMs: number): void {
-    if (this.#stopped) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = null;
-      this.#running = this.round()
-        .catch((error: unknown) => this.options.onError?.(error, "power observer round"))
-        .finally(() => {
-          this.#running = null;
-          this.#schedule(this.#intervalMs);
-        });
-    }, delayMs);
-    this.#timer.unref?.();
+  stop(): Promise<void> {
+    return this.#loop.stop();
   }
 
   /** One round: read every host with a BMC once (in parallel; one BMC at a time each), record accepted changes. */
