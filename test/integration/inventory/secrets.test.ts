@@ -2,7 +2,8 @@ import { randomBytes } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import pg from "pg";
+import type pg from "pg";
+import { createPool } from "../../../adapters/postgres/connection.ts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   bmcEndpointOf,
@@ -21,7 +22,7 @@ let database: TestDatabase;
 let pool: pg.Pool;
 beforeAll(async () => {
   database = await createTestDatabase();
-  pool = new pg.Pool({ connectionString: database.url, max: 4 });
+  pool = createPool(database.url, { max: 4 });
 });
 afterAll(async () => {
   await pool.end();

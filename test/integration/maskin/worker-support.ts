@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import pg from "pg";
+import type pg from "pg";
+import { createPool } from "../../../adapters/postgres/connection.ts";
 import { PostgresEventStore } from "../../../adapters/eventstore/postgres/store.ts";
 import { deriveKey, PostgresSecretStore } from "../../../adapters/secrets/index.ts";
 import type { WorkRequestMessage } from "../../../adapters/workers/port.ts";
@@ -32,7 +33,7 @@ export const context = { actor: { kind: "user", id: "operator" }, correlationId:
 export async function startMaskinLab(count: number, stopped: number, hosts: (bmcs: readonly SimulatedBmc[]) => DocHost[]): Promise<MaskinLab> {
   const sims = await startIpmiSims(count);
   const database = await createTestDatabase();
-  const pool = new pg.Pool({ connectionString: database.url, max: 8 });
+  const pool = createPool(database.url, { max: 8 });
   const store = new PostgresEventStore({ pool });
   const raw = randomBytes(32);
   const secrets = new PostgresSecretStore(pool, deriveKey(raw));
