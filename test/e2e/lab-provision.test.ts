@@ -1,17 +1,15 @@
-import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectShared, dropNamespace, testNamespace } from "../integration/nats/support/nats.ts";
-import { createTestDatabase, type TestDatabase } from "../support/postgres.ts";
+import type { TestDatabase } from "../support/postgres.ts";
 import { startMiniBootServer, type MiniBootServer } from "../support/lab/http-log.ts";
 import { labInventoryYaml } from "../support/lab/inventory.ts";
 import { ensureInstallerPayload, type InstallerPayload } from "../support/lab/payload.ts";
 import { assertLabInstalled, startLabServer, waitUntil, type LabServer } from "../support/lab/server-vm.ts";
-import { answers, childEnv, freePort, runBin, Running } from "./support.ts";
+import { startPlatform, type Platform } from "./platform.ts";
+import { runBin, Running } from "./support.ts";
 
 /**
  * The lab itself, without the platform: a QEMU VM whose BMC is ipmi_sim
@@ -123,8 +121,7 @@ describe("lab: dvce host provision drives a QEMU server through its BMC, the boo
   const servers: LabServer[] = [];
   let node1: LabServer;
   let node2: LabServer;
-  const secret = `lab-${randomBytes(16).toString("hex")}`;
-  const namespace = testNamespace("lab");
+  let platform: Platform | undefined;
   let tenantId: string;
   let projectId: string;
 
@@ -161,45 +158,27 @@ describe("lab: dvce host provision drives a QEMU server through its BMC, the boo
   beforeAll(async () => {
     assertLabInstalled();
     payload = await ensureInstallerPayload();
-    database = await createTestDatabase();
-    dir = await mkdtemp(join(tmpdir(), "dv-lab-e2e-"));
-    apiPort = await freePort();
-    api = `http://127.0.0.1:${apiPort}`;
-    const bootUrl = `http://10.0.2.2:${apiPort}/boot/ipxe?mac=\${net0/mac}`;
-    node1 = await startLabServer({ name: "node-01", bootUrl });
-    servers.push(node1);
-    node2 = await startLabServer({ name: "node-02", bootUrl, holdPowerOnMs: 700 });
-    servers.push(node2);
-
-    env = childEnv({ DV_CONFIG: join(dir, "config", "config.json"), DV_DATA_DIR: join(dir, "data") });
-    serverEnv = {
-      ...env,
-      DATABASE_URL: database.url,
-      DV_NATS_NAMESPACE: namespace.prefix,
-      DV_SECRET_KEY: randomBytes(32).toString("base64"),
-      DV_DATACENTER: DC,
+    platform = await startPlatform({
+      label: "lab",
+      tenant: "lab-tenant",
+      project: "metal",
+      beforeUp: async (port) => {
+        const bootUrl = `http://10.0.2.2:${port}/boot/ipxe?mac=\${net0/mac}`;
+        node1 = await startLabServer({ name: "node-01", bootUrl });
+        servers.push(node1);
+        node2 = await startLabServer({ name: "node-02", bootUrl, holdPowerOnMs: 700 });
+        servers.push(node2);
+      },
       // The boot service: the machines' view of it, and the stand-in installer as the local boot image.
-      DV_BOOT_BASE_URL: `http://10.0.2.2:${apiPort}`,
-      DV_BOOT_ASSETS_DIR: payload.dir,
-      DV_BOOT_KERNEL_ARGS: "console=ttyS0 panic=-1 quiet",
-    };
-    up = new Running("dv", ["up", "--no-workers"], { ...serverEnv, DV_PORT: String(apiPort), DV_BOOTSTRAP_SECRET: secret });
+      serverEnv: (port) => ({
+        DV_DATACENTER: DC,
+        DV_BOOT_BASE_URL: `http://10.0.2.2:${port}`,
+        DV_BOOT_ASSETS_DIR: payload.dir,
+        DV_BOOT_KERNEL_ARGS: "console=ttyS0 panic=-1 quiet",
+      }),
+    });
+    ({ database, dir, env, serverEnv, api, apiPort, up, tenantId, projectId } = platform);
     worker = startWorker();
-    await up.waitFor(`${api}/healthz`, () => answers(`${api}/healthz`), 60_000);
-
-    const login = await runBin("dvid", ["login", "--api", api, "--bootstrap-secret", secret], env);
-    expect(login.code, login.stderr).toBe(0);
-    const json = async (bin: string, args: string[]) => {
-      const result = await runBin(bin, [...args, "--output", "json"], env);
-      expect(result.code, `${bin} ${args.join(" ")}\n${result.stderr}`).toBe(0);
-      return JSON.parse(result.stdout);
-    };
-    const tenant = await json("dv", ["tenant", "create", "lab-tenant"]);
-    tenantId = tenant.id ?? tenant.tenantId;
-    const project = await json("dv", ["project", "create", "metal", "--tenant", tenantId]);
-    projectId = project.id ?? project.projectId;
-    const set = await runBin("dv", ["context", "set", "--tenant", tenantId, "--project", projectId], env);
-    expect(set.code, set.stderr).toBe(0);
 
     const inventory = join(dir, "inventory.yaml");
     await writeFile(inventory, labInventoryYaml(DC, [node1, node2]));
@@ -210,12 +189,8 @@ describe("lab: dvce host provision drives a QEMU server through its BMC, the boo
 
   afterAll(async () => {
     for (const w of workers) await w.ensureDead();
-    await up?.ensureDead();
     for (const s of servers) await s.stop();
-    await database?.drop();
-    if (dir) await rm(dir, { recursive: true, force: true });
-    const nc = await connectShared("lab-cleanup");
-    await dropNamespace(nc, namespace).finally(() => nc.close());
+    await platform?.dispose();
   });
 
   it("provision --wait: bootdev pxe + power on over IPMI, iPXE fetches this host's script, the installer reports, the host is Ready and boots from disk next", async () => {

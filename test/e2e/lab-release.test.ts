@@ -1,15 +1,13 @@
-import { randomBytes } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectShared, dropNamespace, testNamespace } from "../integration/nats/support/nats.ts";
-import { createTestDatabase, type TestDatabase } from "../support/postgres.ts";
+import type { TestDatabase } from "../support/postgres.ts";
 import { labInventoryYaml } from "../support/lab/inventory.ts";
 import { ensureInstallerPayload, INSTALL_MARKER, type InstallerPayload } from "../support/lab/payload.ts";
 import { assertLabInstalled, startLabServer, waitUntil, type LabServer } from "../support/lab/server-vm.ts";
-import { answers, childEnv, freePort, runBin, Running } from "./support.ts";
+import { startPlatform, type Platform } from "./platform.ts";
+import { runBin, Running } from "./support.ts";
 
 /**
  * Issue 5's release, end to end in the lab: `dv up` + `dv worker --service
@@ -34,11 +32,10 @@ describe("lab: dvce host release wipes the server's disk through the boot servic
   let serverEnv: NodeJS.ProcessEnv;
   let api: string;
   let apiPort: number;
+  let platform: Platform | undefined;
   let up: Running | undefined;
   let worker: Running | undefined;
   let node: LabServer | undefined;
-  const secret = `lab-${randomBytes(16).toString("hex")}`;
-  const namespace = testNamespace("labrel");
   let projectId: string;
 
   const hostEvents = async (hostId: string) => {
@@ -60,46 +57,28 @@ describe("lab: dvce host release wipes the server's disk through the boot servic
   beforeAll(async () => {
     assertLabInstalled();
     payload = await ensureInstallerPayload();
-    database = await createTestDatabase();
-    dir = await mkdtemp(join(tmpdir(), "dv-lab-release-"));
-    apiPort = await freePort();
-    api = `http://127.0.0.1:${apiPort}`;
-    node = await startLabServer({ name: "node-01", bootUrl: `http://10.0.2.2:${apiPort}/boot/ipxe?mac=\${net0/mac}`, diskMib: DISK_MIB });
-
-    env = childEnv({ DV_CONFIG: join(dir, "config", "config.json"), DV_DATA_DIR: join(dir, "data") });
-    serverEnv = {
-      ...env,
-      DATABASE_URL: database.url,
-      DV_NATS_NAMESPACE: namespace.prefix,
-      DV_SECRET_KEY: randomBytes(32).toString("base64"),
-      DV_DATACENTER: DC,
-      DV_BOOT_BASE_URL: `http://10.0.2.2:${apiPort}`,
-      DV_BOOT_ASSETS_DIR: payload.dir,
-      DV_BOOT_KERNEL_ARGS: "console=ttyS0 panic=-1 quiet",
-      // The wipe image: the same stand-in initrd; `dv.wipe.callback=` makes its init wipe instead of install.
-      DV_WIPE_ASSETS_DIR: payload.dir,
-      DV_WIPE_KERNEL_ARGS: "console=ttyS0 panic=-1 quiet",
-    };
-    up = new Running("dv", ["up", "--no-workers"], { ...serverEnv, DV_PORT: String(apiPort), DV_BOOTSTRAP_SECRET: secret });
+    platform = await startPlatform({
+      label: "labrel",
+      tenant: "lab-tenant",
+      project: "metal",
+      beforeUp: async (port) => {
+        node = await startLabServer({ name: "node-01", bootUrl: `http://10.0.2.2:${port}/boot/ipxe?mac=\${net0/mac}`, diskMib: DISK_MIB });
+      },
+      serverEnv: (port) => ({
+        DV_DATACENTER: DC,
+        DV_BOOT_BASE_URL: `http://10.0.2.2:${port}`,
+        DV_BOOT_ASSETS_DIR: payload.dir,
+        DV_BOOT_KERNEL_ARGS: "console=ttyS0 panic=-1 quiet",
+        // The wipe image: the same stand-in initrd; `dv.wipe.callback=` makes its init wipe instead of install.
+        DV_WIPE_ASSETS_DIR: payload.dir,
+        DV_WIPE_KERNEL_ARGS: "console=ttyS0 panic=-1 quiet",
+      }),
+    });
+    ({ database, dir, env, serverEnv, api, apiPort, up, projectId } = platform);
     worker = new Running("dv", ["worker", "--service", "maskin", "--datacenter", DC], serverEnv);
-    await up.waitFor(`${api}/healthz`, () => answers(`${api}/healthz`), 60_000);
-
-    const login = await runBin("dvid", ["login", "--api", api, "--bootstrap-secret", secret], env);
-    expect(login.code, login.stderr).toBe(0);
-    const json = async (bin: string, args: string[]) => {
-      const result = await runBin(bin, [...args, "--output", "json"], env);
-      expect(result.code, `${bin} ${args.join(" ")}\n${result.stderr}`).toBe(0);
-      return JSON.parse(result.stdout);
-    };
-    const tenant = await json("dv", ["tenant", "create", "lab-tenant"]);
-    const tenantId = tenant.id ?? tenant.tenantId;
-    const project = await json("dv", ["project", "create", "metal", "--tenant", tenantId]);
-    projectId = project.id ?? project.projectId;
-    const set = await runBin("dv", ["context", "set", "--tenant", tenantId, "--project", projectId], env);
-    expect(set.code, set.stderr).toBe(0);
 
     const inventory = join(dir, "inventory.yaml");
-    await writeFile(inventory, labInventoryYaml(DC, [node]));
+    await writeFile(inventory, labInventoryYaml(DC, [node!]));
     const imported = await runBin("dvce", ["inventory", "import", inventory], env);
     expect(imported.code, `${imported.stdout}\n${imported.stderr}`).toBe(0);
     await worker.waitFor("the maskin worker to be ready", () => /^ready: /m.test(worker!.stdout), 60_000);
@@ -107,12 +86,8 @@ describe("lab: dvce host release wipes the server's disk through the boot servic
 
   afterAll(async () => {
     await worker?.ensureDead();
-    await up?.ensureDead();
     await node?.stop();
-    await database?.drop();
-    if (dir) await rm(dir, { recursive: true, force: true });
-    const nc = await connectShared("lab-release-cleanup");
-    await dropNamespace(nc, namespace).finally(() => nc.close());
+    await platform?.dispose();
   });
 
   it("provision writes the marker to the disk; release --wait netboots the wiper, which zeroes the disk and reports; the host is available again", async () => {

@@ -1,7 +1,5 @@
 import { execFile as execFileCb } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
@@ -9,10 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { QmpClient } from "../../adapters/qemu/qmp.ts";
 import { assertQemuInstalled } from "../adapters/qemu/support/qemu.ts";
 import { ensureSeedPayload, type SeedPayload } from "../adapters/qemu/support/seed-payload.ts";
-import { connectShared, dropNamespace, testNamespace } from "../integration/nats/support/nats.ts";
 import { waitUntil } from "../support/lab/server-vm.ts";
-import { createTestDatabase, type TestDatabase } from "../support/postgres.ts";
-import { answers, childEnv, freePort, runBin, Running, type Finished } from "./support.ts";
+import type { TestDatabase } from "../support/postgres.ts";
+import { startPlatform, type Platform } from "./platform.ts";
+import { runBin, Running, type Finished } from "./support.ts";
 
 const execFile = promisify(execFileCb);
 
@@ -57,8 +55,7 @@ describe("VMs on three hypervisors of this machine, each its own worker: placeme
   let token: string;
   let tenantId: string;
   let projectId: string;
-  const secret = `vm-${randomBytes(16).toString("hex")}`;
-  const namespace = testNamespace("vme2e");
+  let platform: Platform | undefined;
   const hypervisors: Array<{ name: string; hostId: string; vmDir: string; worker: Running }> = [];
   const retired: Running[] = [];
 
@@ -125,29 +122,9 @@ describe("VMs on three hypervisors of this machine, each its own worker: placeme
   beforeAll(async () => {
     await assertQemuInstalled();
     payload = await ensureSeedPayload();
-    database = await createTestDatabase();
-    dir = await mkdtemp(join(tmpdir(), "dv-vm-e2e-"));
-    const apiPort = await freePort();
-    api = `http://127.0.0.1:${apiPort}`;
-    env = childEnv({ DV_CONFIG: join(dir, "config", "config.json"), DV_DATA_DIR: join(dir, "data") });
-    serverEnv = {
-      ...env,
-      DATABASE_URL: database.url,
-      DV_NATS_NAMESPACE: namespace.prefix,
-      DV_SECRET_KEY: randomBytes(32).toString("base64"),
-      DV_DATACENTER: DC,
-      DV_VM_OBSERVE_INTERVAL_MS: "1000",
-    };
-    up = new Running("dv", ["up", "--no-workers"], { ...serverEnv, DV_PORT: String(apiPort), DV_BOOTSTRAP_SECRET: secret });
-    await up.waitFor(`${api}/healthz`, () => answers(`${api}/healthz`), 60_000);
-
-    await ok("dvid", ["login", "--api", api, "--bootstrap-secret", secret]);
+    platform = await startPlatform({ label: "vme2e", tenant: "vm-tenant", project: "vms", serverEnv: () => ({ DV_DATACENTER: DC, DV_VM_OBSERVE_INTERVAL_MS: "1000" }) });
+    ({ database, dir, env, serverEnv, api, up, tenantId, projectId } = platform);
     token = (await ok("dvid", ["token"])).stdout.trim();
-    const tenant = await json<{ id?: string; tenantId?: string }>("dv", ["tenant", "create", "vm-tenant"]);
-    tenantId = (tenant.id ?? tenant.tenantId)!;
-    const project = await json<{ id?: string; projectId?: string }>("dv", ["project", "create", "vms", "--tenant", tenantId]);
-    projectId = (project.id ?? project.projectId)!;
-    await ok("dv", ["context", "set", "--tenant", tenantId, "--project", projectId]);
 
     const names = ["hv-1", "hv-2", "hv-3"];
     const inventory = join(dir, "inventory.yaml");
@@ -202,11 +179,7 @@ describe("VMs on three hypervisors of this machine, each its own worker: placeme
         }
       }
     }
-    await up?.ensureDead();
-    await database?.drop();
-    if (dir) await rm(dir, { recursive: true, force: true });
-    const nc = await connectShared("vm-e2e-cleanup");
-    await dropNamespace(nc, namespace).finally(() => nc.close());
+    await platform?.dispose();
   });
 
   const createArgs = (name: string, extra: string[] = []) => [
